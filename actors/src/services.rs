@@ -1,0 +1,102 @@
+//! Start-up of the actor pools over one store, and the bundle of their addresses that handlers use.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr, SyncArbiter};
+
+use crate::accounts::{Accounts, AccountsConfig};
+use crate::clients::Clients;
+use crate::clock::Clock;
+use crate::codes::Codes;
+use crate::mailer::{MailConfig, MailError, Mailer};
+use crate::store::{Store, StoreError};
+use crate::sweeper::{StopSweeping, Sweeper};
+use crate::tokens::Tokens;
+
+#[derive(Debug, Clone)]
+pub struct ServicesConfig {
+    /// Worker threads per actor pool. sled calls block, so each pool needs a few to overlap I/O.
+    pub workers: usize,
+    pub accounts: AccountsConfig,
+    pub mail: MailConfig,
+    pub sweep_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Mail(#[from] MailError),
+}
+
+/// Addresses of every actor pool. Cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    pub store: Store,
+    pub clients: Addr<Clients>,
+    pub codes: Addr<Codes>,
+    pub tokens: Addr<Tokens>,
+    pub accounts: Addr<Accounts>,
+    pub mailer: Addr<Mailer>,
+}
+
+impl Services {
+    /// Starts every actor pool and the sweeper. Must run inside an actix system.
+    pub fn start(store: Store, config: ServicesConfig, clock: Arc<dyn Clock>) -> Result<(Services, SweeperHandle), StartError> {
+        // Build one instance of each first, so a failure surfaces here rather than inside a worker thread.
+        let clients = Clients::new(store.clone())?;
+        let codes = Codes::new(store.clone())?;
+        let tokens = Tokens::new(store.clone())?;
+        let accounts = Accounts::new(store.clone(), config.accounts)?;
+        let mailer = Mailer::new(config.mail.clone())?;
+        drop((clients, codes, tokens, accounts, mailer));
+
+        let workers = config.workers.max(1);
+        let services = Services {
+            clients: start_pool(workers, &store, Clients::new),
+            codes: start_pool(workers, &store, Codes::new),
+            tokens: start_pool(workers, &store, Tokens::new),
+            accounts: {
+                let (store, accounts) = (store.clone(), config.accounts);
+                SyncArbiter::start(workers, move || {
+                    Accounts::new(store.clone(), accounts).unwrap_or_else(|error| worker_start_failed("accounts", error))
+                })
+            },
+            mailer: {
+                let mail = config.mail.clone();
+                SyncArbiter::start(2, move || {
+                    Mailer::new(mail.clone()).unwrap_or_else(|error| worker_start_failed("mailer", error))
+                })
+            },
+            store,
+        };
+        let sweeper = Sweeper::new(services.clone(), clock, config.sweep_interval).start();
+        Ok((services, SweeperHandle(sweeper)))
+    }
+}
+
+fn start_pool<A>(workers: usize, store: &Store, build: fn(Store) -> Result<A, StoreError>) -> Addr<A>
+where
+    A: Actor<Context = actix::SyncContext<A>> + Send,
+{
+    let store = store.clone();
+    SyncArbiter::start(workers, move || build(store.clone()).unwrap_or_else(|error| worker_start_failed("store", error)))
+}
+
+/// The same construction succeeded moments earlier in `start`, so a failure here means the machine is broken.
+fn worker_start_failed(kind: &str, error: impl std::fmt::Display) -> ! {
+    tracing::error!(kind, %error, "actor worker could not start");
+    panic!("{kind} actor worker could not start: {error}")
+}
+
+/// Handle to stop the sweeper, which otherwise keeps the actor pools alive.
+pub struct SweeperHandle(Addr<Sweeper>);
+
+impl SweeperHandle {
+    pub async fn stop(self) {
+        // An error means it has stopped already.
+        let _ = self.0.send(StopSweeping).await;
+    }
+}

@@ -1,0 +1,175 @@
+//! Start-up: binds the listeners, opens the store, starts the actors and builds both servers.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use ucca_actors::accounts::AccountsConfig;
+use ucca_actors::corpus::{Corpus, CorpusError};
+use ucca_actors::mailer::{MailConfig, MailTransport};
+use ucca_actors::services::StartError;
+use ucca_actors::{Clock, Services, ServicesConfig, Store, StoreError, SweeperHandle};
+use ucca_web::{AppState, WebConfig};
+
+use crate::settings::{validate_issuer, Settings, SettingsError};
+
+/// The demo corpus shipped in `data/`, built in so the binary runs from any directory.
+const DEMO_CORPUS: &str = include_str!("../data/corpus.json");
+/// Seconds between sweeps of expired codes, tokens, links and sessions.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// Seconds a stopping server waits for in-flight requests.
+const SHUTDOWN_TIMEOUT: u64 = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Corpus(#[from] CorpusError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind { address: SocketAddr, source: std::io::Error },
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot start the actors: {0}")]
+    Actors(#[from] StartError),
+    #[error("server failed: {0}")]
+    Server(#[from] std::io::Error),
+}
+
+/// A built server, listening but not yet running.
+pub struct Application {
+    public_address: SocketAddr,
+    ops_address: SocketAddr,
+    issuer: String,
+    public: Server,
+    ops: Server,
+    store: Store,
+    sweeper: SweeperHandle,
+}
+
+impl Application {
+    /// Builds the application on the configured addresses; port 0 picks a free port.
+    /// Must run inside an actix system.
+    pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<Application, StartupError> {
+        let corpus = match &settings.corpus {
+            Some(path) => Corpus::load(path)?,
+            None => Corpus::from_json("built-in demo corpus", DEMO_CORPUS)?,
+        };
+
+        let public_listener = bind(settings.bind)?;
+        let ops_listener = bind(settings.ops_bind)?;
+        let public_address = local_address(&public_listener, settings.bind)?;
+        let ops_address = local_address(&ops_listener, settings.ops_bind)?;
+        let issuer = settings.issuer.clone().unwrap_or_else(|| format!("http://{public_address}"));
+        validate_issuer(&issuer)?;
+
+        std::fs::create_dir_all(&settings.data_dir)?;
+        let store = Store::open(&settings.data_dir.join("store"))?;
+        let mail = mail_config(&settings, &issuer)?;
+        let services_config = ServicesConfig {
+            workers: 4,
+            accounts: AccountsConfig::default(),
+            mail,
+            sweep_interval: SWEEP_INTERVAL,
+        };
+        let (services, sweeper) = Services::start(store.clone(), services_config, clock.clone())?;
+
+        let web_config = WebConfig {
+            issuer: issuer.clone(),
+            access_ttl: settings.access_ttl,
+            ops_api_key: settings.ops_api_key.clone(),
+            http_workers: settings.http_workers,
+            shutdown_timeout: SHUTDOWN_TIMEOUT,
+        };
+        let state = AppState::new(services, Arc::new(corpus), web_config, clock);
+        let public = ucca_web::public_server(public_listener, state.clone())?;
+        let ops = ucca_web::ops_server(ops_listener, state)?;
+
+        tracing::info!(
+            public = %public_address,
+            ops = %ops_address,
+            issuer = %issuer,
+            data_dir = %settings.data_dir.display(),
+            ops_api = if settings.ops_api_key.is_some() { "enabled" } else { "disabled: OPS_API_KEY is not set" },
+            "ucca-auth listening"
+        );
+        Ok(Application { public_address, ops_address, issuer, public, ops, store, sweeper })
+    }
+
+    pub fn public_address(&self) -> SocketAddr {
+        self.public_address
+    }
+
+    pub fn ops_address(&self) -> SocketAddr {
+        self.ops_address
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Handles that stop both servers, for tests and embedding.
+    pub fn handles(&self) -> (ServerHandle, ServerHandle) {
+        (self.public.handle(), self.ops.handle())
+    }
+
+    /// Serves until SIGINT or SIGTERM (or a handle) stops the servers, which
+    /// drain in-flight requests; then flushes the store.
+    pub async fn run_until_stopped(self) -> Result<(), StartupError> {
+        let (public, ops) = futures_join(self.public, self.ops).await;
+        self.sweeper.stop().await;
+        self.store.commit()?;
+        tracing::info!("ucca-auth stopped; store flushed");
+        public?;
+        ops?;
+        Ok(())
+    }
+}
+
+async fn futures_join(public: Server, ops: Server) -> (std::io::Result<()>, std::io::Result<()>) {
+    let public_handle = public.handle();
+    let ops_handle = ops.handle();
+    let public_task = actix_web::rt::spawn(public);
+    let ops_task = actix_web::rt::spawn(ops);
+
+    // When either server stops, stop the other too, so neither outlives its twin.
+    let public_result = flatten(public_task.await);
+    ops_handle.stop(true).await;
+    let ops_result = flatten(ops_task.await);
+    public_handle.stop(true).await;
+    (public_result, ops_result)
+}
+
+fn flatten(joined: Result<std::io::Result<()>, actix_web::rt::task::JoinError>) -> std::io::Result<()> {
+    joined.map_err(std::io::Error::other)?
+}
+
+fn bind(address: SocketAddr) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(address).map_err(|source| StartupError::Bind { address, source })
+}
+
+fn local_address(listener: &TcpListener, address: SocketAddr) -> Result<SocketAddr, StartupError> {
+    listener.local_addr().map_err(|source| StartupError::Bind { address, source })
+}
+
+fn mail_config(settings: &Settings, issuer: &str) -> Result<MailConfig, StartupError> {
+    let host = url::Url::parse(issuer).ok().and_then(|url| url.host_str().map(str::to_string)).unwrap_or_default();
+    // A bare IP literal is not a valid mail domain, so loopback issuers send from localhost.
+    let domain = if host.parse::<std::net::IpAddr>().is_ok() || host.starts_with('[') { "localhost".to_string() } else { host };
+    let from_text = settings.mail_from.clone().unwrap_or_else(|| format!("ucca-auth <no-reply@{domain}>"));
+    let from = from_text
+        .parse()
+        .map_err(|_| SettingsError::Invalid(format!("mail-from {from_text:?} is not a valid mail address")))?;
+    let transport = match &settings.smtp_url {
+        Some(url) => MailTransport::Smtp(url.clone()),
+        None => MailTransport::Outbox(outbox_dir(settings)),
+    };
+    Ok(MailConfig { from, transport })
+}
+
+/// Where mail goes when no SMTP relay is configured.
+pub fn outbox_dir(settings: &Settings) -> PathBuf {
+    settings.data_dir.join("outbox")
+}

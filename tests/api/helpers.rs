@@ -1,0 +1,324 @@
+//! Test harness: runs the real application on 127.0.0.1 port 0 with a temporary
+//! store and a pinned clock, plus a cookie-keeping browser and outbox reading.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::RngCore;
+use reqwest::redirect::Policy;
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use ucca_actors::ManualClock;
+use ucca_auth::settings::Settings;
+use ucca_auth::startup::{Application, StartupError};
+
+pub const OPS_KEY: &str = "test-ops-key-0123456789";
+/// A fixed start time for the pinned clock: 2026-01-01T00:00:00Z.
+pub const START: u64 = 1_767_225_600;
+
+pub struct TestApp {
+    pub base: String,
+    pub ops: String,
+    pub issuer: String,
+    pub clock: Arc<ManualClock>,
+    pub data_dir: PathBuf,
+    /// A plain HTTP client that follows no redirects.
+    pub http: reqwest::Client,
+    handles: (ServerHandle, ServerHandle),
+    task: actix_web::rt::task::JoinHandle<Result<(), StartupError>>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// Starts the application on a fresh temporary store.
+pub async fn spawn_app() -> TestApp {
+    let temp = tempfile::tempdir().expect("create temporary directory");
+    let dir = temp.path().to_path_buf();
+    let mut app = spawn_app_in(&dir, Arc::new(ManualClock::new(START))).await;
+    app._temp = Some(temp);
+    app
+}
+
+/// Starts the application on an existing data directory, as after a restart.
+pub async fn spawn_app_in(data_dir: &Path, clock: Arc<ManualClock>) -> TestApp {
+    let mut settings = Settings::defaults();
+    settings.bind = "127.0.0.1:0".parse().unwrap();
+    settings.ops_bind = "127.0.0.1:0".parse().unwrap();
+    settings.data_dir = data_dir.to_path_buf();
+    settings.ops_api_key = Some(ucca_actors::secret::Secret::from_presented(OPS_KEY));
+    settings.http_workers = 2;
+
+    // The previous instance's actor threads may still be closing the store after a restart.
+    let mut attempts = 0;
+    let application = loop {
+        match Application::build(settings.clone(), clock.clone()).await {
+            Ok(application) => break application,
+            Err(StartupError::Store(ucca_actors::StoreError::Locked(_))) if attempts < 100 => {
+                attempts += 1;
+                actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("application failed to start: {error}"),
+        }
+    };
+
+    let base = format!("http://{}", application.public_address());
+    let ops = format!("http://{}", application.ops_address());
+    let issuer = application.issuer().to_string();
+    let handles = application.handles();
+    let task = actix_web::rt::spawn(application.run_until_stopped());
+    TestApp {
+        base,
+        ops,
+        issuer,
+        clock,
+        data_dir: data_dir.to_path_buf(),
+        http: reqwest::Client::builder().redirect(Policy::none()).build().unwrap(),
+        handles,
+        task,
+        _temp: None,
+    }
+}
+
+impl TestApp {
+    /// Stops both servers, waits for the store to be flushed, and hands back the temporary directory.
+    pub async fn stop(self) -> Option<tempfile::TempDir> {
+        self.handles.0.stop(true).await;
+        self.handles.1.stop(true).await;
+        self.task.await.expect("server task panicked").expect("server stopped with an error");
+        self._temp
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn register_client(&self, metadata: Value) -> Response {
+        self.http
+            .post(format!("{}/ops/clients", self.ops))
+            .bearer_auth(OPS_KEY)
+            .json(&metadata)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Registers a client and returns its id and, for confidential clients, its secret.
+    pub async fn client(&self, method: &str, redirect_uri: &str) -> TestClient {
+        let response = self
+            .register_client(json!({
+                "client_name": "Test client",
+                "redirect_uris": [redirect_uri],
+                "token_endpoint_auth_method": method,
+            }))
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.unwrap();
+        TestClient {
+            id: body["client_id"].as_str().unwrap().to_string(),
+            secret: body["client_secret"].as_str().map(str::to_string),
+            redirect_uri: redirect_uri.to_string(),
+        }
+    }
+
+    /// The sign-in links mailed so far to `email`, oldest first, read from the outbox files.
+    pub fn mailed_links(&self, email: &str) -> Vec<String> {
+        let outbox = self.data_dir.join("outbox");
+        let mut messages: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(&outbox)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "eml"))
+                    .map(|entry| {
+                        let modified = entry.metadata().and_then(|meta| meta.modified()).unwrap();
+                        (modified, std::fs::read_to_string(entry.path()).unwrap())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        messages.sort_by_key(|(modified, _)| *modified);
+        messages
+            .into_iter()
+            .filter(|(_, text)| text.lines().any(|line| line.eq_ignore_ascii_case(&format!("To: {email}"))))
+            .filter_map(|(_, text)| {
+                let start = text.find(&format!("{}/auth/verify?token=", self.issuer))?;
+                let link: String = text[start..].chars().take_while(|c| !c.is_whitespace()).collect();
+                Some(link)
+            })
+            .collect()
+    }
+
+    /// Signs `email` in through the whole magic-link flow and returns the browser holding the session.
+    pub async fn signed_in_browser(&self, email: &str) -> Browser {
+        let browser = Browser::new();
+        let form = browser.get(&self.url("/auth")).await;
+        assert_eq!(form.status, StatusCode::OK);
+        let sent = browser
+            .post_form(&self.url("/auth/email"), &[("csrf_token", form.hidden("csrf_token")), ("email", email.to_string())])
+            .await;
+        assert_eq!(sent.status, StatusCode::OK);
+        let link = self.mailed_links(email).pop().expect("a sign-in link was mailed");
+        let confirm = browser.get(&link).await;
+        assert_eq!(confirm.status, StatusCode::OK);
+        let signed_in = browser
+            .post_form(&self.url("/auth/verify"), &[("csrf_token", confirm.hidden("csrf_token")), ("token", confirm.hidden("token"))])
+            .await;
+        assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
+        browser
+    }
+
+    /// Runs authorize and consent in a signed-in browser and returns the redirect URL with the code.
+    pub async fn authorize(&self, browser: &Browser, client: &TestClient, pkce: &Pkce, extra: &[(&str, &str)]) -> url::Url {
+        let mut url = url::Url::parse(&self.url("/oauth/authorize")).unwrap();
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &client.id)
+            .append_pair("redirect_uri", &client.redirect_uri)
+            .append_pair("code_challenge", &pkce.challenge)
+            .append_pair("code_challenge_method", "S256")
+            .append_pair("state", "xyz-state");
+        for (name, value) in extra {
+            url.query_pairs_mut().append_pair(name, value);
+        }
+        let consent = browser.get(url.as_str()).await;
+        assert_eq!(consent.status, StatusCode::OK, "consent page: {}", consent.body);
+        let mut fields = consent.hidden_fields();
+        fields.push(("decision".into(), "allow".into()));
+        let decided = browser.post_form(&self.url("/oauth/authorize"), &fields).await;
+        assert_eq!(decided.status, StatusCode::SEE_OTHER, "{}", decided.body);
+        url::Url::parse(decided.location()).unwrap()
+    }
+
+    /// Exchanges a code at the token endpoint with the client's own authentication method.
+    pub async fn exchange(&self, client: &TestClient, code: &str, verifier: &str) -> Response {
+        let mut form = vec![
+            ("grant_type", "authorization_code".to_string()),
+            ("code", code.to_string()),
+            ("redirect_uri", client.redirect_uri.clone()),
+            ("code_verifier", verifier.to_string()),
+        ];
+        let mut request = self.http.post(self.url("/oauth/token"));
+        match &client.secret {
+            Some(secret) => request = request.basic_auth(&client.id, Some(secret)),
+            None => form.push(("client_id", client.id.clone())),
+        }
+        request.form(&form).send().await.unwrap()
+    }
+
+    /// Runs the whole flow for a new confidential client and returns the client and an access token.
+    pub async fn token_for(&self, email: &str) -> (TestClient, String) {
+        let client = self.client("client_secret_basic", "http://127.0.0.1:7000/cb").await;
+        let browser = self.signed_in_browser(email).await;
+        let pkce = Pkce::new();
+        let redirect = self.authorize(&browser, &client, &pkce, &[]).await;
+        let code = query_value(&redirect, "code").expect("redirect carries a code");
+        let response = self.exchange(&client, &code, &pkce.verifier).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        (client, body["access_token"].as_str().unwrap().to_string())
+    }
+
+    pub async fn get_with_token(&self, path: &str, token: &str) -> Response {
+        self.http.get(self.url(path)).bearer_auth(token).send().await.unwrap()
+    }
+}
+
+pub struct TestClient {
+    pub id: String,
+    pub secret: Option<String>,
+    pub redirect_uri: String,
+}
+
+/// A PKCE verifier and its S256 challenge.
+pub struct Pkce {
+    pub verifier: String,
+    pub challenge: String,
+}
+
+impl Pkce {
+    pub fn new() -> Pkce {
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        let verifier = URL_SAFE_NO_PAD.encode(bytes);
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        Pkce { verifier, challenge }
+    }
+}
+
+pub fn query_value(url: &url::Url, name: &str) -> Option<String> {
+    url.query_pairs().find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
+}
+
+/// A browser: keeps cookies, follows no redirects, and reads forms out of pages.
+pub struct Browser {
+    client: reqwest::Client,
+}
+
+pub struct Page {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Browser {
+    pub fn new() -> Browser {
+        Browser { client: reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build().unwrap() }
+    }
+
+    pub async fn get(&self, url: &str) -> Page {
+        Page::from(self.client.get(url).send().await.unwrap()).await
+    }
+
+    pub async fn post_form(&self, url: &str, fields: &[(impl AsRef<str>, impl AsRef<str>)]) -> Page {
+        let encoded: Vec<(&str, &str)> = fields.iter().map(|(name, value)| (name.as_ref(), value.as_ref())).collect();
+        Page::from(self.client.post(url).form(&encoded).send().await.unwrap()).await
+    }
+}
+
+impl Page {
+    async fn from(response: Response) -> Page {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.text().await.unwrap();
+        Page { status, headers, body }
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|value| value.to_str().ok()).unwrap_or("")
+    }
+
+    pub fn location(&self) -> &str {
+        self.header("location")
+    }
+
+    /// Every hidden input of the page as (name, value), unescaped.
+    pub fn hidden_fields(&self) -> Vec<(String, String)> {
+        let mut fields = Vec::new();
+        let mut rest = self.body.as_str();
+        while let Some(start) = rest.find("<input type=\"hidden\" name=\"") {
+            rest = &rest[start + 27..];
+            let name_end = rest.find('"').unwrap();
+            let name = unescape(&rest[..name_end]);
+            let value_start = rest.find("value=\"").unwrap() + 7;
+            let value_end = value_start + rest[value_start..].find('"').unwrap();
+            fields.push((name, unescape(&rest[value_start..value_end])));
+            rest = &rest[value_end..];
+        }
+        fields
+    }
+
+    pub fn hidden(&self, name: &str) -> String {
+        self.hidden_fields()
+            .into_iter()
+            .find(|(field, _)| field == name)
+            .map(|(_, value)| value)
+            .unwrap_or_else(|| panic!("page has no hidden field {name}: {}", self.body))
+    }
+}
+
+fn unescape(text: &str) -> String {
+    text.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+}

@@ -1,0 +1,78 @@
+//! The operational REST API over the training corpus: search, lookup and ladder.
+//! Credentials are checked by the bearer middleware before any handler here runs.
+
+use actix_web::{middleware::from_fn, web, HttpResponse};
+use serde_json::json;
+
+use crate::errors::ApiError;
+use crate::middleware::require_bearer;
+use crate::params::Params;
+use crate::state::AppState;
+
+/// Search results per page when the caller names no limit, and the most it may ask for.
+const DEFAULT_SEARCH_LIMIT: usize = 20;
+const MAX_SEARCH_LIMIT: usize = 100;
+/// Longest search query accepted, in bytes.
+const MAX_QUERY_LEN: usize = 200;
+
+pub fn configure(config: &mut web::ServiceConfig) {
+    config.service(
+        web::scope("/v1")
+            .wrap(from_fn(require_bearer))
+            .route("/search", web::get().to(search))
+            .route("/lookup", web::get().to(lookup))
+            .route("/ladder", web::get().to(ladder)),
+    );
+}
+
+fn query(request: &actix_web::HttpRequest) -> Params {
+    Params::parse(request.query_string().as_bytes())
+}
+
+fn required_code(params: &Params) -> Result<String, ApiError> {
+    let code = params.get("code").ok_or_else(|| ApiError::bad_request("invalid_request", "code is missing, as in ?code=BSB30120"))?;
+    if code.len() > 12 || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(ApiError::bad_request("invalid_request", "code must be 1 to 12 letters and digits"));
+    }
+    Ok(code.to_string())
+}
+
+async fn search(state: web::Data<AppState>, request: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    let params = query(&request);
+    let q = params.get("q").map(str::trim).unwrap_or("");
+    if q.is_empty() {
+        return Err(ApiError::bad_request("invalid_request", "q is missing, as in ?q=business"));
+    }
+    if q.len() > MAX_QUERY_LEN {
+        return Err(ApiError::bad_request("invalid_request", format!("q is longer than {MAX_QUERY_LEN} bytes")));
+    }
+    let limit = match params.get("limit") {
+        None => DEFAULT_SEARCH_LIMIT,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(limit) if (1..=MAX_SEARCH_LIMIT).contains(&limit) => limit,
+            _ => return Err(ApiError::bad_request("invalid_request", format!("limit must be a whole number from 1 to {MAX_SEARCH_LIMIT}"))),
+        },
+    };
+
+    let results = state.corpus.search(q, limit);
+    Ok(HttpResponse::Ok().json(json!({ "query": q, "count": results.len(), "results": results })))
+}
+
+async fn lookup(state: web::Data<AppState>, request: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    let code = required_code(&query(&request))?;
+    match state.corpus.lookup(&code) {
+        Some(entry) => Ok(HttpResponse::Ok().json(entry)),
+        None => Err(ApiError::not_found(format!("no unit or qualification has code {code}"))),
+    }
+}
+
+async fn ladder(state: web::Data<AppState>, request: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    let code = required_code(&query(&request))?;
+    match state.corpus.ladder(&code) {
+        Some(qualifications) => {
+            let family = qualifications.first().map(|qualification| qualification.family.clone());
+            Ok(HttpResponse::Ok().json(json!({ "code": code, "family": family, "qualifications": qualifications })))
+        }
+        None => Err(ApiError::not_found(format!("no qualification has code {code}; a ladder starts from a qualification"))),
+    }
+}

@@ -1,0 +1,46 @@
+//! Discovery documents: authorization server metadata (RFC 8414) and protected resource metadata (RFC 9728).
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+use ucca_actors::oauth::SCOPES;
+
+use crate::state::AppState;
+
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .route("/.well-known/oauth-authorization-server", web::get().to(authorization_server))
+        .route("/.well-known/oauth-protected-resource", web::get().to(rest_resource))
+        .route("/.well-known/oauth-protected-resource/v1", web::get().to(rest_resource));
+}
+
+async fn authorization_server(state: web::Data<AppState>) -> HttpResponse {
+    let issuer = state.issuer();
+    let scopes: Vec<&str> = SCOPES.iter().map(|(name, _)| *name).collect();
+    HttpResponse::Ok().json(json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/oauth/authorize"),
+        "token_endpoint": format!("{issuer}/oauth/token"),
+        "revocation_endpoint": format!("{issuer}/oauth/revoke"),
+        "introspection_endpoint": format!("{issuer}/oauth/introspect"),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "scopes_supported": scopes,
+        "authorization_response_iss_parameter_supported": true,
+    }))
+}
+
+async fn rest_resource(state: web::Data<AppState>) -> HttpResponse {
+    let scopes: Vec<&str> = SCOPES.iter().map(|(name, _)| *name).collect();
+    HttpResponse::Ok().json(json!({
+        "resource": state.derived.rest_resource,
+        "resource_name": "ucca-auth operational corpus API",
+        "authorization_servers": [state.issuer()],
+        "bearer_methods_supported": ["header"],
+        "scopes_supported": scopes,
+    }))
+}

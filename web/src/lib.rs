@@ -1,0 +1,81 @@
+//! The ucca-auth actix-web application: one module per surface, plus pages and middleware.
+//!
+//! Handlers validate input, send a message to an actor from `ucca-actors`, and
+//! turn the typed reply into a response. Nothing here touches the store.
+#![forbid(unsafe_code)]
+
+pub mod authorize;
+pub mod client_auth;
+pub mod corpus_api;
+pub mod discovery;
+pub mod errors;
+pub mod introspection;
+pub mod middleware;
+pub mod ops;
+pub mod pages;
+pub mod params;
+pub mod session;
+pub mod signin;
+pub mod state;
+pub mod token;
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpResponse, HttpServer};
+
+pub use state::{AppState, WebConfig};
+
+use crate::errors::ApiError;
+
+/// Builds the public server (sign-in, OAuth endpoints, discovery, protected APIs) on a bound listener.
+pub fn public_server(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
+    let (workers, shutdown_timeout) = (state.config.http_workers, state.config.shutdown_timeout);
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .wrap(from_fn(middleware::request_context))
+            .configure(discovery::configure)
+            .configure(authorize::configure)
+            .configure(token::configure)
+            .configure(introspection::configure)
+            .configure(signin::configure)
+            .configure(corpus_api::configure)
+            .route("/healthz", web::get().to(health))
+            .default_service(web::to(not_found))
+    })
+    .workers(workers)
+    .shutdown_timeout(shutdown_timeout)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+/// Builds the ops server on a bound listener, which start-up keeps on loopback by default.
+pub fn ops_server(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
+    let shutdown_timeout = state.config.shutdown_timeout;
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .wrap(from_fn(middleware::request_context))
+            .configure(ops::configure)
+            .route("/healthz", web::get().to(health))
+            .default_service(web::to(not_found))
+    })
+    .workers(1)
+    .shutdown_timeout(shutdown_timeout)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found("no resource at this path"))
+}

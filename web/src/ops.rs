@@ -1,0 +1,152 @@
+//! The ops API, served only on the ops listener and guarded by `OPS_API_KEY`: client registration and management.
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{header, StatusCode};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, Error, HttpResponse, ResponseError};
+use serde::Deserialize;
+use serde_json::json;
+use ucca_actors::clients::{AuthMethod, ClientRecord, DeactivateClient, Deactivation, ListClients, RegisterClient};
+use ucca_actors::oauth::{parse_scope, scope_description, validate_redirect_uri};
+use ucca_actors::secret::Secret;
+use ucca_actors::tokens::RevokeClientTokens;
+
+use crate::errors::{ask, ApiError};
+use crate::middleware::bearer_token;
+use crate::state::AppState;
+
+/// Most redirect URIs one client may register.
+const MAX_REDIRECT_URIS: usize = 20;
+const MAX_CLIENT_NAME_LEN: usize = 200;
+
+pub fn configure(config: &mut web::ServiceConfig) {
+    config.service(
+        web::scope("/ops")
+            .wrap(from_fn(require_ops_key))
+            .route("/clients", web::post().to(register_client))
+            .route("/clients", web::get().to(list_clients))
+            .route("/clients/{client_id}", web::delete().to(deactivate_client)),
+    );
+}
+
+/// Admits a request only with `Authorization: Bearer $OPS_API_KEY`, compared in constant time.
+async fn require_ops_key(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
+        return Ok(request.error_response(ApiError::internal()));
+    };
+    let Some(expected) = state.config.ops_api_key.as_ref() else {
+        let error = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "the ops API is disabled: set the OPS_API_KEY environment variable and restart the server",
+        );
+        return Ok(request.error_response(error));
+    };
+
+    // Comparing digests keeps the comparison constant-time even when the lengths differ.
+    let presented = bearer_token(request.headers().get(header::AUTHORIZATION));
+    if presented.is_some_and(|key| key.digest().matches(&expected.digest())) {
+        return Ok(next.call(request).await?.map_into_boxed_body());
+    }
+    tracing::warn!(target: "ucca::security", path = %request.path(), "ops request without a valid OPS_API_KEY");
+    let error = ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "send Authorization: Bearer <OPS_API_KEY>")
+        .with_challenge("Bearer realm=\"ucca-auth ops\"".into());
+    Ok(request.into_response(error.error_response()))
+}
+
+/// Client metadata as RFC 7591 section 2 names it; other fields are ignored, as that section allows.
+#[derive(Debug, Deserialize)]
+struct ClientMetadata {
+    client_name: Option<String>,
+    redirect_uris: Option<Vec<String>>,
+    token_endpoint_auth_method: Option<String>,
+    scope: Option<String>,
+    grant_types: Option<Vec<String>>,
+    response_types: Option<Vec<String>>,
+}
+
+fn invalid_metadata(description: impl Into<String>) -> ApiError {
+    ApiError::bad_request("invalid_client_metadata", description)
+}
+
+fn client_json(client: &ClientRecord) -> serde_json::Value {
+    json!({
+        "client_id": client.client_id,
+        "client_name": client.name,
+        "redirect_uris": client.redirect_uris,
+        "token_endpoint_auth_method": client.auth_method.as_str(),
+        "grant_types": ["authorization_code"],
+        "response_types": ["code"],
+        "scope": client.scopes.join(" "),
+        "client_id_issued_at": client.created_at,
+        "active": client.active,
+    })
+}
+
+async fn register_client(state: web::Data<AppState>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let metadata: ClientMetadata = serde_json::from_slice(&body)
+        .map_err(|error| invalid_metadata(format!("the body must be a JSON object of client metadata: {error}")))?;
+
+    let name = metadata.client_name.map(|name| name.trim().to_string()).unwrap_or_default();
+    if name.is_empty() || name.len() > MAX_CLIENT_NAME_LEN || name.chars().any(char::is_control) {
+        return Err(invalid_metadata(format!("client_name is required: 1 to {MAX_CLIENT_NAME_LEN} characters without control characters")));
+    }
+    let redirect_uris = metadata.redirect_uris.unwrap_or_default();
+    if redirect_uris.is_empty() || redirect_uris.len() > MAX_REDIRECT_URIS {
+        return Err(ApiError::bad_request("invalid_redirect_uri", format!("redirect_uris must list 1 to {MAX_REDIRECT_URIS} URIs")));
+    }
+    for uri in &redirect_uris {
+        validate_redirect_uri(uri).map_err(|reason| ApiError::bad_request("invalid_redirect_uri", reason))?;
+    }
+    // RFC 7591 section 2: the default method is client_secret_basic.
+    let method_name = metadata.token_endpoint_auth_method.as_deref().unwrap_or("client_secret_basic");
+    let auth_method = AuthMethod::parse(method_name).ok_or_else(|| {
+        invalid_metadata(format!("token_endpoint_auth_method {method_name:?} is not supported; use client_secret_basic, client_secret_post or none"))
+    })?;
+    let scopes = match metadata.scope.as_deref() {
+        None => vec!["read".to_string()],
+        Some(raw) => parse_scope(raw).ok_or_else(|| invalid_metadata("scope must be a space-separated list of scope names"))?,
+    };
+    if let Some(unknown) = scopes.iter().find(|scope| scope_description(scope).is_none()) {
+        return Err(invalid_metadata(format!("scope {unknown} is not issued by this server")));
+    }
+    if metadata.grant_types.is_some_and(|types| types.iter().any(|grant| grant != "authorization_code")) {
+        return Err(invalid_metadata("grant_types may contain only authorization_code"));
+    }
+    if metadata.response_types.is_some_and(|types| types.iter().any(|response| response != "code")) {
+        return Err(invalid_metadata("response_types may contain only code"));
+    }
+
+    let registration = RegisterClient { name, redirect_uris, auth_method, scopes, now: state.now() };
+    let registered = ask(&state.services.clients, registration).await?;
+    let mut answer = client_json(&registered.client);
+    if let Some(secret) = registered.secret.as_ref().map(Secret::expose) {
+        // Shown this once; only its SHA-256 is stored.
+        answer["client_secret"] = json!(secret);
+        answer["client_secret_expires_at"] = json!(0);
+    }
+    Ok(HttpResponse::Created().insert_header((header::CACHE_CONTROL, "no-store")).json(answer))
+}
+
+async fn list_clients(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let clients = ask(&state.services.clients, ListClients).await?;
+    let listed: Vec<_> = clients.iter().map(client_json).collect();
+    Ok(HttpResponse::Ok().json(json!({ "clients": listed })))
+}
+
+async fn deactivate_client(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let client_id = path.into_inner();
+    match ask(&state.services.clients, DeactivateClient { client_id: client_id.clone() }).await? {
+        Deactivation::NotFound => Err(ApiError::not_found(format!("no client has id {client_id}"))),
+        Deactivation::Deactivated | Deactivation::AlreadyInactive => {
+            // Repeated on an inactive client too, so a crash between the two steps is healed by retrying.
+            let revoked = ask(&state.services.tokens, RevokeClientTokens { client_id: client_id.clone() }).await?;
+            tracing::info!(target: "ucca::security", client_id = %client_id, revoked, "client tokens revoked");
+            Ok(HttpResponse::NoContent().finish())
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! Parsing of `application/x-www-form-urlencoded` query strings and bodies, keeping repeats visible.
+
+/// Parameters in request order. A parameter sent with an empty value counts as omitted (RFC 6749 section 3.1).
+#[derive(Debug, Default)]
+pub struct Params {
+    pairs: Vec<(String, String)>,
+}
+
+impl Params {
+    pub fn parse(raw: &[u8]) -> Params {
+        Params { pairs: url::form_urlencoded::parse(raw).into_owned().collect() }
+    }
+
+    /// The first parameter name that appears more than once, ignoring empty values.
+    pub fn repeated(&self) -> Option<&str> {
+        let present: Vec<&str> = self.pairs.iter().filter(|(_, value)| !value.is_empty()).map(|(name, _)| name.as_str()).collect();
+        present.iter().enumerate().find(|(index, name)| present[..*index].contains(name)).map(|(_, name)| *name)
+    }
+
+    /// Whether `name` appears more than once with a value.
+    pub fn is_repeated(&self, name: &str) -> bool {
+        self.pairs.iter().filter(|(key, value)| key == name && !value.is_empty()).count() > 1
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs.iter().find(|(key, value)| key == name && !value.is_empty()).map(|(_, value)| value.as_str())
+    }
+
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_names_are_found_and_empty_values_ignored() {
+        let params = Params::parse(b"a=1&b=&b=2&a=3");
+        assert_eq!(params.repeated(), Some("a"));
+        assert!(params.is_repeated("a"));
+        assert!(!params.is_repeated("b"));
+        assert_eq!(params.get("b"), Some("2"));
+        assert_eq!(Params::parse(b"x=1&y=2").repeated(), None);
+    }
+
+    #[test]
+    fn values_are_percent_decoded() {
+        assert_eq!(Params::parse(b"redirect_uri=http%3A%2F%2F127.0.0.1%2Fcb&s=a+b").get("s"), Some("a b"));
+    }
+}

@@ -1,0 +1,111 @@
+//! The token endpoint (RFC 6749 section 4.1.3 with PKCE, RFC 7636): exchanges an authorization code for an access token.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Serialize;
+use ucca_actors::codes::{RedeemCode, Redemption};
+use ucca_actors::oauth::is_valid_verifier;
+use ucca_actors::secret::Secret;
+use ucca_actors::tokens::{Issue, IssueAccessToken, RevokeGrant};
+
+use crate::client_auth::authenticate_client;
+use crate::errors::{ask, ApiError};
+use crate::params::Params;
+use crate::state::AppState;
+
+pub fn configure(config: &mut web::ServiceConfig) {
+    config.route("/oauth/token", web::post().to(token));
+}
+
+#[derive(Serialize)]
+struct TokenResponse<'a> {
+    access_token: &'a str,
+    token_type: &'static str,
+    expires_in: u64,
+    scope: String,
+}
+
+/// Reads a form body, rejecting other content types and repeated parameters (RFC 6749 section 3.2).
+pub fn read_form(request: &HttpRequest, body: &[u8]) -> Result<Params, ApiError> {
+    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    if !media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return Err(ApiError::bad_request("invalid_request", "the body must be application/x-www-form-urlencoded"));
+    }
+    let form = Params::parse(body);
+    if let Some(name) = form.repeated() {
+        return Err(ApiError::bad_request("invalid_request", format!("parameter {name} is repeated")));
+    }
+    Ok(form)
+}
+
+async fn token(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let form = read_form(&request, &body)?;
+    let client = authenticate_client(&state, request.headers(), &form).await?;
+
+    match form.get("grant_type") {
+        None => return Err(ApiError::bad_request("invalid_request", "grant_type is missing")),
+        Some("authorization_code") => {}
+        Some(_) => return Err(ApiError::bad_request("unsupported_grant_type", "only authorization_code is supported")),
+    }
+    let Some(code) = form.get("code") else { return Err(ApiError::bad_request("invalid_request", "code is missing")) };
+    let Some(verifier) = form.get("code_verifier") else {
+        return Err(ApiError::bad_request("invalid_request", "code_verifier is missing: PKCE is required"));
+    };
+    if !is_valid_verifier(verifier) {
+        return Err(ApiError::bad_request("invalid_request", "code_verifier must be 43 to 128 unreserved characters"));
+    }
+    let resource = form.get("resource").map(str::to_string);
+    if resource.as_deref().is_some_and(|resource| !state.is_known_resource(resource)) {
+        return Err(ApiError::bad_request("invalid_target", "resource is not a resource served by this server"));
+    }
+
+    let now = state.now();
+    let redemption = RedeemCode {
+        code: Secret::from_presented(code).digest(),
+        client_id: client.client_id.clone(),
+        redirect_uri: form.get("redirect_uri").map(str::to_string),
+        code_verifier: verifier.to_string(),
+        resource,
+        now,
+    };
+    let (grant, grant_id) = match ask(&state.services.codes, redemption).await? {
+        Redemption::Redeemed { grant, grant_id } => (grant, grant_id),
+        Redemption::AlreadyUsed { grant_id } => {
+            // RFC 6749 section 4.1.2: a reused code revokes what it produced.
+            tracing::warn!(target: "ucca::security", client_id = %client.client_id, grant_id = %grant_id, "authorization code reused; revoking its grant");
+            ask(&state.services.tokens, RevokeGrant { grant_id, now }).await?;
+            return Err(ApiError::bad_request("invalid_grant", "the code was already used; tokens issued from it are revoked"));
+        }
+        Redemption::Expired => return Err(ApiError::bad_request("invalid_grant", "the code expired")),
+        Redemption::Unknown => return Err(ApiError::bad_request("invalid_grant", "the code is not valid")),
+        Redemption::Mismatch(reason) => return Err(ApiError::bad_request("invalid_grant", reason)),
+        Redemption::WrongResource => {
+            return Err(ApiError::bad_request("invalid_target", "resource differs from the authorization request"))
+        }
+    };
+
+    let issue = IssueAccessToken {
+        grant_id,
+        client_id: grant.client_id,
+        user_id: grant.user_id,
+        scopes: grant.scopes.clone(),
+        resource: grant.resource,
+        ttl: state.config.access_ttl,
+        now,
+    };
+    let token = match ask(&state.services.tokens, issue).await? {
+        Issue::Issued { token, .. } => token,
+        Issue::GrantRevoked => return Err(ApiError::bad_request("invalid_grant", "the code was already used")),
+    };
+
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(TokenResponse {
+            access_token: token.expose(),
+            token_type: "Bearer",
+            expires_in: state.config.access_ttl,
+            scope: grant.scopes.join(" "),
+        }))
+}
