@@ -1,13 +1,17 @@
-//! The ucca-auth binary: reads settings, starts logging, runs the server until SIGINT or SIGTERM.
+//! The ucca-auth binary: reads settings, starts logging, and runs the server
+//! until SIGINT or SIGTERM, or runs one offline command on the store.
 #![forbid(unsafe_code)]
 
+mod admin;
+
+use std::error::Error;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use ucca_actors::SystemClock;
-use ucca_auth::settings::{Cli, Command, Settings};
+use ucca_auth::settings::{ClientCommand, Cli, Command, ServeArgs, Settings};
 use ucca_auth::startup::Application;
 
 fn main() -> ExitCode {
@@ -17,15 +21,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    let args = match cli.command {
-        Some(Command::Serve(args)) => args,
-        None => cli.serve,
+    let result: Result<(), Box<dyn Error>> = match cli.command {
+        None => serve(cli.serve),
+        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Export(args)) => admin::export(args).map_err(Into::into),
+        Some(Command::Import(args)) => admin::import(args).map_err(Into::into),
+        Some(Command::Client(ClientCommand::Add(args))) => admin::add_client(args).map_err(Into::into),
     };
-    let result = Settings::resolve(args).map_err(Into::into).and_then(|settings| {
-        actix_web::rt::System::new().block_on(async move {
-            Application::build(settings, Arc::new(SystemClock)).await?.run_until_stopped().await
-        })
-    });
 
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -34,4 +36,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn serve(args: ServeArgs) -> Result<(), Box<dyn Error>> {
+    let settings = Settings::resolve(args)?;
+    actix_web::rt::System::new().block_on(async move {
+        Application::build(settings, Arc::new(SystemClock)).await?.run_until_stopped().await
+    })?;
+    Ok(())
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use ucca_actors::accounts::AccountsConfig;
+use ucca_actors::catalog::{Catalog, CatalogError};
 use ucca_actors::corpus::{Corpus, CorpusError};
 use ucca_actors::mailer::{MailConfig, MailTransport};
 use ucca_actors::services::StartError;
@@ -17,6 +18,8 @@ use crate::settings::{validate_issuer, Settings, SettingsError};
 
 /// The demo corpus shipped in `data/`, built in so the binary runs from any directory.
 const DEMO_CORPUS: &str = include_str!("../data/corpus.json");
+/// The catalog shipped in `data/`, built in for the same reason.
+const DEFAULT_CATALOG: &str = include_str!("../data/catalog.toml");
 /// Seconds between sweeps of expired codes, tokens, links and sessions.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// Seconds a stopping server waits for in-flight requests.
@@ -28,6 +31,8 @@ pub enum StartupError {
     Settings(#[from] SettingsError),
     #[error(transparent)]
     Corpus(#[from] CorpusError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
     #[error("cannot listen on {address}: {source}")]
     Bind { address: SocketAddr, source: std::io::Error },
     #[error("cannot open the store: {0}")]
@@ -45,7 +50,7 @@ pub struct Application {
     issuer: String,
     public: Server,
     ops: Server,
-    store: Store,
+    services: Services,
     sweeper: SweeperHandle,
 }
 
@@ -56,6 +61,10 @@ impl Application {
         let corpus = match &settings.corpus {
             Some(path) => Corpus::load(path)?,
             None => Corpus::from_json("built-in demo corpus", DEMO_CORPUS)?,
+        };
+        let catalog = match &settings.catalog {
+            Some(path) => Catalog::load(path)?,
+            None => Catalog::from_toml("built-in catalog", DEFAULT_CATALOG)?,
         };
 
         let public_listener = bind(settings.bind)?;
@@ -73,17 +82,21 @@ impl Application {
             accounts: AccountsConfig::default(),
             mail,
             sweep_interval: SWEEP_INTERVAL,
+            usage_retention: settings.usage_retention_days * 86_400,
         };
         let (services, sweeper) = Services::start(store.clone(), services_config, clock.clone())?;
 
         let web_config = WebConfig {
             issuer: issuer.clone(),
             access_ttl: settings.access_ttl,
+            refresh_ttl: settings.refresh_ttl,
+            forward_auth_routes: settings.forward_auth_routes.clone(),
+            trusted_proxies: settings.trusted_proxies.clone(),
             ops_api_key: settings.ops_api_key.clone(),
             http_workers: settings.http_workers,
             shutdown_timeout: SHUTDOWN_TIMEOUT,
         };
-        let state = AppState::new(services, Arc::new(corpus), web_config, clock);
+        let state = AppState::new(services.clone(), Arc::new(corpus), Arc::new(catalog), web_config, clock);
         let public = ucca_web::public_server(public_listener, state.clone())?;
         let ops = ucca_web::ops_server(ops_listener, state)?;
 
@@ -95,7 +108,7 @@ impl Application {
             ops_api = if settings.ops_api_key.is_some() { "enabled" } else { "disabled: OPS_API_KEY is not set" },
             "ucca-auth listening"
         );
-        Ok(Application { public_address, ops_address, issuer, public, ops, store, sweeper })
+        Ok(Application { public_address, ops_address, issuer, public, ops, services, sweeper })
     }
 
     pub fn public_address(&self) -> SocketAddr {
@@ -120,7 +133,8 @@ impl Application {
     pub async fn run_until_stopped(self) -> Result<(), StartupError> {
         let (public, ops) = futures_join(self.public, self.ops).await;
         self.sweeper.stop().await;
-        self.store.commit()?;
+        // Writes buffered usage events and commits everything, counters included.
+        self.services.flush().await?;
         tracing::info!("ucca-auth stopped; store flushed");
         public?;
         ops?;

@@ -1,4 +1,5 @@
-//! The Accounts actor: owns users, the email index, magic links and sessions.
+//! The Accounts actor: owns users, the email index, magic links, sessions,
+//! entitlements (the scopes a user holds) and consents (what a user approved for a client).
 //!
 //! A person is a user with an opaque id; the email is only an attribute and an
 //! index entry. The first magic link confirmed for an address creates the user.
@@ -77,6 +78,33 @@ impl Record for SessionRecord {
     const VERSION: u16 = 1;
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EntitlementRecord {
+    pub scopes: Vec<String>,
+    pub updated_at: UnixTime,
+}
+
+impl Record for EntitlementRecord {
+    const KIND: &'static str = "entitlement";
+    const VERSION: u16 = 1;
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConsentRecord {
+    pub scopes: Vec<String>,
+    pub granted_at: UnixTime,
+}
+
+impl Record for ConsentRecord {
+    const KIND: &'static str = "consent";
+    const VERSION: u16 = 1;
+}
+
+/// Consents are keyed by user and client; both ids are hex, so '/' cannot occur inside either.
+fn consent_key(user_id: &str, client_id: &str) -> Vec<u8> {
+    format!("{user_id}/{client_id}").into_bytes()
+}
+
 pub struct Accounts {
     store: Store,
     config: AccountsConfig,
@@ -84,6 +112,8 @@ pub struct Accounts {
     emails: Table<EmailIndex>,
     links: Table<LinkRecord>,
     sessions: Table<SessionRecord>,
+    entitlements: Table<EntitlementRecord>,
+    consents: Table<ConsentRecord>,
 }
 
 impl Accounts {
@@ -93,6 +123,8 @@ impl Accounts {
             emails: store.table("emails")?,
             links: store.table("links")?,
             sessions: store.table("sessions")?,
+            entitlements: store.table("entitlements")?,
+            consents: store.table("consents")?,
             config,
             store,
         })
@@ -290,6 +322,144 @@ impl Handler<SweepAccounts> for Accounts {
         let links = self.links.remove_where(|link| link.expires_at <= message.now)?;
         let sessions = self.sessions.remove_where(|session| self.session_expired(session, message.now))?;
         Ok(links + sessions)
+    }
+}
+
+/// Replaces the scopes a user holds, creating the user if the address is new.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<UserRecord, StoreError>")]
+pub struct SetEntitlements {
+    pub email: String,
+    pub scopes: Vec<String>,
+    pub now: UnixTime,
+}
+
+impl Handler<SetEntitlements> for Accounts {
+    type Result = Result<UserRecord, StoreError>;
+
+    fn handle(&mut self, message: SetEntitlements, _: &mut Self::Context) -> Self::Result {
+        let user = self.find_or_create_user(&message.email, message.now)?;
+        let record = EntitlementRecord { scopes: message.scopes, updated_at: message.now };
+        self.entitlements.put(user.user_id.as_bytes(), &record)?;
+        self.store.commit()?;
+        tracing::info!(target: "ucca::security", user_id = %user.user_id, scopes = %record.scopes.join(" "), "entitlements set");
+        Ok(user)
+    }
+}
+
+/// Finds the user for an address, creating one if none exists.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<UserRecord, StoreError>")]
+pub struct EnsureUser {
+    pub email: String,
+    pub now: UnixTime,
+}
+
+impl Handler<EnsureUser> for Accounts {
+    type Result = Result<UserRecord, StoreError>;
+
+    fn handle(&mut self, message: EnsureUser, _: &mut Self::Context) -> Self::Result {
+        let user = self.find_or_create_user(&message.email, message.now)?;
+        self.store.commit()?;
+        Ok(user)
+    }
+}
+
+/// The scopes a user holds through entitlements (not counting those every user holds).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<String>, StoreError>")]
+pub struct GetEntitlements {
+    pub user_id: String,
+}
+
+impl Handler<GetEntitlements> for Accounts {
+    type Result = Result<Vec<String>, StoreError>;
+
+    fn handle(&mut self, message: GetEntitlements, _: &mut Self::Context) -> Self::Result {
+        Ok(self.entitlements.get(message.user_id.as_bytes())?.map(|record| record.scopes).unwrap_or_default())
+    }
+}
+
+/// Finds a user by normalised email address.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<UserRecord>, StoreError>")]
+pub struct FindUser {
+    pub email: String,
+}
+
+impl Handler<FindUser> for Accounts {
+    type Result = Result<Option<UserRecord>, StoreError>;
+
+    fn handle(&mut self, message: FindUser, _: &mut Self::Context) -> Self::Result {
+        let Some(index) = self.emails.get(message.email.as_bytes())? else { return Ok(None) };
+        self.users.get(index.user_id.as_bytes())
+    }
+}
+
+/// Remembers that a user approved `scopes` for a client, adding to what was approved before.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct RecordConsent {
+    pub user_id: String,
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    pub now: UnixTime,
+}
+
+impl Handler<RecordConsent> for Accounts {
+    type Result = Result<(), StoreError>;
+
+    fn handle(&mut self, message: RecordConsent, _: &mut Self::Context) -> Self::Result {
+        self.consents.modify(&consent_key(&message.user_id, &message.client_id), |current| {
+            let mut scopes = current.map(|consent| consent.scopes).unwrap_or_default();
+            for scope in &message.scopes {
+                if !scopes.contains(scope) {
+                    scopes.push(scope.clone());
+                }
+            }
+            (Change::Put(ConsentRecord { scopes, granted_at: message.now }), ())
+        })?;
+        self.store.commit()
+    }
+}
+
+/// The scopes a user has approved for a client, if any.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<Vec<String>>, StoreError>")]
+pub struct GetConsent {
+    pub user_id: String,
+    pub client_id: String,
+}
+
+impl Handler<GetConsent> for Accounts {
+    type Result = Result<Option<Vec<String>>, StoreError>;
+
+    fn handle(&mut self, message: GetConsent, _: &mut Self::Context) -> Self::Result {
+        Ok(self.consents.get(&consent_key(&message.user_id, &message.client_id))?.map(|consent| consent.scopes))
+    }
+}
+
+/// Forgets a user's consent for a client; returns whether there was one.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<bool, StoreError>")]
+pub struct WithdrawConsent {
+    pub user_id: String,
+    pub client_id: String,
+}
+
+impl Handler<WithdrawConsent> for Accounts {
+    type Result = Result<bool, StoreError>;
+
+    fn handle(&mut self, message: WithdrawConsent, _: &mut Self::Context) -> Self::Result {
+        let existed = self.consents.modify(&consent_key(&message.user_id, &message.client_id), |current| match current {
+            Some(_) => (Change::Remove, true),
+            None => (Change::Keep, false),
+        })?;
+        if existed {
+            self.store.commit()?;
+            tracing::info!(target: "ucca::security", user_id = %message.user_id, client_id = %message.client_id, "consent withdrawn");
+        }
+        Ok(existed)
     }
 }
 

@@ -241,6 +241,47 @@ impl Corpus {
         family.sort_by_key(|qualification| qualification.aqf_level);
         Some(family)
     }
+
+    /// Compares two qualifications for a learner moving from `from` to `to`:
+    /// the units that carry over and the core units still to complete. None if
+    /// either code is not a qualification.
+    pub fn pathway(&self, from: &str, to: &str) -> Option<Pathway> {
+        let from = self.qualifications.get(&from.to_ascii_uppercase())?;
+        let to = self.qualifications.get(&to.to_ascii_uppercase())?;
+
+        let held: Vec<&String> = from.core_units.iter().chain(&from.elective_units).collect();
+        let carried_over: Vec<String> = to
+            .core_units
+            .iter()
+            .chain(&to.elective_units)
+            .filter(|unit| held.iter().any(|owned| owned.eq_ignore_ascii_case(unit)))
+            .cloned()
+            .collect();
+        let core_to_complete: Vec<String> =
+            to.core_units.iter().filter(|unit| !carried_over.contains(unit)).cloned().collect();
+
+        Some(Pathway {
+            from: from.code.clone(),
+            to: to.code.clone(),
+            same_family: from.family == to.family,
+            aqf_level_change: i16::from(to.aqf_level) - i16::from(from.aqf_level),
+            carried_over,
+            core_to_complete,
+        })
+    }
+}
+
+/// The result of a pathway analysis between two qualifications.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pathway {
+    pub from: String,
+    pub to: String,
+    pub same_family: bool,
+    pub aqf_level_change: i16,
+    /// Units of `to` (core or elective) that `from` already includes.
+    pub carried_over: Vec<String>,
+    /// Core units of `to` that `from` does not include.
+    pub core_to_complete: Vec<String>,
 }
 
 /// Converts a `serde_json` error into `CorpusError::Parse`.

@@ -8,18 +8,23 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod apikeys;
+pub mod catalog;
 pub mod clients;
 pub mod clock;
 pub mod codec;
 pub mod codes;
 pub mod corpus;
+pub mod export;
 pub mod mailer;
 pub mod oauth;
+pub mod quotas;
 pub mod secret;
 pub mod services;
 pub mod store;
 pub mod sweeper;
 pub mod tokens;
+pub mod usage;
 
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
 pub use services::{Services, ServicesConfig, SweeperHandle};

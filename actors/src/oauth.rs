@@ -196,10 +196,3 @@ mod tests {
     }
 }
 
-/// The scopes this server issues, with the plain-words description shown on the consent page.
-pub const SCOPES: &[(&str, &str)] =
-    &[("read", "Search and read the training corpus: units, qualifications and qualification ladders")];
-
-pub fn scope_description(scope: &str) -> Option<&'static str> {
-    SCOPES.iter().find(|(name, _)| *name == scope).map(|(_, description)| *description)
-}

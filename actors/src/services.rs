@@ -6,6 +6,9 @@ use std::time::Duration;
 use actix::{Actor, Addr, SyncArbiter};
 
 use crate::accounts::{Accounts, AccountsConfig};
+use crate::apikeys::ApiKeys;
+use crate::quotas::Quotas;
+use crate::usage::{FlushUsage, Usage};
 use crate::clients::Clients;
 use crate::clock::Clock;
 use crate::codes::Codes;
@@ -21,6 +24,8 @@ pub struct ServicesConfig {
     pub accounts: AccountsConfig,
     pub mail: MailConfig,
     pub sweep_interval: Duration,
+    /// How long usage events are kept, in seconds.
+    pub usage_retention: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +45,10 @@ pub struct Services {
     pub tokens: Addr<Tokens>,
     pub accounts: Addr<Accounts>,
     pub mailer: Addr<Mailer>,
+    pub api_keys: Addr<ApiKeys>,
+    pub quotas: Addr<Quotas>,
+    /// One worker, because it buffers events in memory between batch writes.
+    pub usage: Addr<Usage>,
 }
 
 impl Services {
@@ -51,7 +60,8 @@ impl Services {
         let tokens = Tokens::new(store.clone())?;
         let accounts = Accounts::new(store.clone(), config.accounts)?;
         let mailer = Mailer::new(config.mail.clone())?;
-        drop((clients, codes, tokens, accounts, mailer));
+        let others = (ApiKeys::new(store.clone())?, Quotas::new(store.clone())?, Usage::new(store.clone())?);
+        drop((clients, codes, tokens, accounts, mailer, others));
 
         let workers = config.workers.max(1);
         let services = Services {
@@ -64,6 +74,9 @@ impl Services {
                     Accounts::new(store.clone(), accounts).unwrap_or_else(|error| worker_start_failed("accounts", error))
                 })
             },
+            api_keys: start_pool(workers, &store, ApiKeys::new),
+            quotas: start_pool(workers, &store, Quotas::new),
+            usage: start_pool(1, &store, Usage::new),
             mailer: {
                 let mail = config.mail.clone();
                 SyncArbiter::start(2, move || {
@@ -72,11 +85,20 @@ impl Services {
             },
             store,
         };
-        let sweeper = Sweeper::new(services.clone(), clock, config.sweep_interval).start();
+        let sweeper = Sweeper::new(services.clone(), clock, config.sweep_interval, config.usage_retention).start();
         Ok((services, SweeperHandle(sweeper)))
     }
-}
 
+    /// Writes buffered usage events and makes every write so far durable: the
+    /// once-a-second flush for counters and usage, and the last step of shutdown.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        // The usage actor commits on its own thread, because a commit blocks on disk I/O.
+        match self.usage.send(FlushUsage).await {
+            Ok(result) => result.map(|_| ()),
+            Err(error) => Err(StoreError::Backend(format!("usage actor did not answer the flush: {error}"))),
+        }
+    }
+}
 fn start_pool<A>(workers: usize, store: &Store, build: fn(Store) -> Result<A, StoreError>) -> Addr<A>
 where
     A: Actor<Context = actix::SyncContext<A>> + Send,

@@ -38,8 +38,11 @@ impl Store {
     /// Opens or creates the store in `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let db = sled::Config::new().path(dir).open().map_err(|error| match error {
-            // sled reports a held file lock as an I/O error of kind WouldBlock.
-            sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+            // sled 0.34 reports a held file lock as an I/O error whose message
+            // names the lock; the OS error kind is folded into that message.
+            sled::Error::Io(ref io)
+                if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("could not acquire lock") =>
+            {
                 StoreError::Locked(dir.to_path_buf())
             }
             other => StoreError::Backend(other.to_string()),
@@ -68,6 +71,22 @@ impl Store {
     /// one that covers every request made so far.
     pub fn commit(&self) -> Result<(), StoreError> {
         self.committer.commit(|| self.db.flush().map(|_| ()).map_err(StoreError::from))
+    }
+
+    /// Names of the trees opened through [`Store::tree`] or [`Store::table`], sorted.
+    ///
+    /// sled's own default tree is left out: this interface never writes to it.
+    pub fn tree_names(&self) -> Vec<String> {
+        let default = self.db.name();
+        let mut names: Vec<String> = self
+            .db
+            .tree_names()
+            .into_iter()
+            .filter(|name| *name != default)
+            .map(|name| String::from_utf8_lossy(&name).into_owned())
+            .collect();
+        names.sort();
+        names
     }
 }
 
@@ -226,6 +245,35 @@ impl<T: Record> Table<T> {
         self.tree
             .iter()
             .map(|entry| entry.and_then(|(key, bytes)| Ok((key, decode::<T>(&bytes)?))))
+    }
+
+    /// Records whose keys lie in `start..end`, in key order.
+    pub fn range(&self, start: &[u8], end: &[u8]) -> impl Iterator<Item = Result<(Vec<u8>, T), StoreError>> + '_ {
+        self.tree
+            .inner
+            .range(start.to_vec()..end.to_vec())
+            .map(|entry| entry.map_err(StoreError::from).and_then(|(key, bytes)| Ok((key.to_vec(), decode::<T>(&bytes)?))))
+    }
+
+    /// Writes many records as one atomic batch.
+    pub fn put_batch(&self, records: &[(Vec<u8>, T)]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (key, record) in records {
+            batch.insert(key.as_slice(), encode(record)?);
+        }
+        self.tree.inner.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Deletes every record whose key sorts before `end`; returns how many went.
+    pub fn remove_before(&self, end: &[u8]) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for entry in self.tree.inner.range(..end.to_vec()) {
+            let (key, _) = entry?;
+            self.tree.inner.remove(key)?;
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     /// Removes every record for which `expired` holds, unless it changed meanwhile; returns how many went.

@@ -45,12 +45,26 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the application on an existing data directory, as after a restart.
 pub async fn spawn_app_in(data_dir: &Path, clock: Arc<ManualClock>) -> TestApp {
+    spawn_app_configured(data_dir, clock, |_| {}).await
+}
+
+/// Starts the application on a fresh temporary store after `configure` adjusts the settings.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let temp = tempfile::tempdir().expect("create temporary directory");
+    let dir = temp.path().to_path_buf();
+    let mut app = spawn_app_configured(&dir, Arc::new(ManualClock::new(START)), configure).await;
+    app._temp = Some(temp);
+    app
+}
+
+async fn spawn_app_configured(data_dir: &Path, clock: Arc<ManualClock>, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = Settings::defaults();
     settings.bind = "127.0.0.1:0".parse().unwrap();
     settings.ops_bind = "127.0.0.1:0".parse().unwrap();
     settings.data_dir = data_dir.to_path_buf();
     settings.ops_api_key = Some(ucca_actors::secret::Secret::from_presented(OPS_KEY));
     settings.http_workers = 2;
+    configure(&mut settings);
 
     // The previous instance's actor threads may still be closing the store after a restart.
     let mut attempts = 0;
@@ -321,4 +335,341 @@ impl Page {
 
 fn unescape(text: &str) -> String {
     text.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+}
+
+/// Starts the application on an existing data directory and a fixed public address.
+/// The issuer comes from the public address, and tokens are bound to `<issuer>/v1`,
+/// so a restart must reuse the address for the earlier tokens to stay valid.
+pub async fn spawn_app_at(data_dir: &Path, clock: Arc<ManualClock>, public_address: std::net::SocketAddr) -> TestApp {
+    let mut settings = Settings::defaults();
+    settings.bind = public_address;
+    settings.ops_bind = "127.0.0.1:0".parse().unwrap();
+    settings.data_dir = data_dir.to_path_buf();
+    settings.ops_api_key = Some(ucca_actors::secret::Secret::from_presented(OPS_KEY));
+    settings.http_workers = 2;
+
+    // As in `spawn_app_in`, the previous instance may still hold the store lock for a moment.
+    let mut attempts = 0;
+    let application = loop {
+        match Application::build(settings.clone(), clock.clone()).await {
+            Ok(application) => break application,
+            Err(error) if is_store_lock_error(&error) && attempts < 100 => {
+                attempts += 1;
+                actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("application failed to start on {public_address}: {error}"),
+        }
+    };
+
+    let base = format!("http://{}", application.public_address());
+    let ops = format!("http://{}", application.ops_address());
+    let issuer = application.issuer().to_string();
+    let handles = application.handles();
+    let task = actix_web::rt::spawn(application.run_until_stopped());
+    TestApp {
+        base,
+        ops,
+        issuer,
+        clock,
+        data_dir: data_dir.to_path_buf(),
+        http: reqwest::Client::builder().redirect(Policy::none()).build().unwrap(),
+        handles,
+        task,
+        _temp: None,
+    }
+}
+
+/// Checks whether start-up failed because the store's file lock is still held.
+fn is_store_lock_error(error: &StartupError) -> bool {
+    match error {
+        StartupError::Store(ucca_actors::StoreError::Locked(_)) => true,
+        // NOTE: sled 0.34 reports a held lock as an I/O error of kind Other, which the
+        // store passes on as Backend; `second_instance_on_used_data_dir_reports_locked` covers that.
+        StartupError::Store(ucca_actors::StoreError::Backend(message)) => message.contains("could not acquire lock"),
+        _ => false,
+    }
+}
+
+impl TestApp {
+    /// Returns the address the public listener is bound to.
+    pub fn public_address(&self) -> std::net::SocketAddr {
+        self.base.trim_start_matches("http://").parse().expect("base URL is http://<ip>:<port>")
+    }
+
+    /// Runs authorize, and consent when the user has not approved the client yet, and returns the code.
+    pub async fn code_for(&self, browser: &Browser, client: &TestClient, pkce: &Pkce) -> String {
+        let mut url = url::Url::parse(&self.url("/oauth/authorize")).unwrap();
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &client.id)
+            .append_pair("redirect_uri", &client.redirect_uri)
+            .append_pair("code_challenge", &pkce.challenge)
+            .append_pair("code_challenge_method", "S256")
+            .append_pair("state", "xyz-state");
+        let first = browser.get(url.as_str()).await;
+        let redirect = match first.status {
+            // A remembered consent sends the browser straight back with a code.
+            StatusCode::SEE_OTHER => first.location().to_string(),
+            StatusCode::OK => {
+                let mut fields = first.hidden_fields();
+                fields.push(("decision".into(), "allow".into()));
+                let decided = browser.post_form(&self.url("/oauth/authorize"), &fields).await;
+                assert_eq!(decided.status, StatusCode::SEE_OTHER, "consent: {}", decided.body);
+                decided.location().to_string()
+            }
+            status => panic!("authorize returned {status}: {}", first.body),
+        };
+        let redirect = url::Url::parse(&redirect).unwrap_or_else(|_| panic!("authorize redirected to {redirect:?}"));
+        query_value(&redirect, "code").unwrap_or_else(|| panic!("redirect carries no code: {redirect}"))
+    }
+
+    /// Signs `email` in within `browser` and returns the new session cookie as `name=value`.
+    pub async fn sign_in(&self, browser: &Browser, email: &str) -> String {
+        let form = browser.get(&self.url("/auth")).await;
+        assert_eq!(form.status, StatusCode::OK);
+        let sent = browser
+            .post_form(&self.url("/auth/email"), &[("csrf_token", form.hidden("csrf_token")), ("email", email.to_string())])
+            .await;
+        assert_eq!(sent.status, StatusCode::OK);
+        let link = self.mailed_links(email).pop().expect("a sign-in link was mailed");
+        let confirm = browser.get(&link).await;
+        assert_eq!(confirm.status, StatusCode::OK);
+        let signed_in = browser
+            .post_form(&self.url("/auth/verify"), &[("csrf_token", confirm.hidden("csrf_token")), ("token", confirm.hidden("token"))])
+            .await;
+        assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
+        signed_in.cookie_pair("ucca_session_").expect("sign-in sets a session cookie")
+    }
+
+    /// Deactivates a client through the ops API.
+    pub async fn deactivate_client(&self, client_id: &str) -> Response {
+        self.http.delete(format!("{}/ops/clients/{client_id}", self.ops)).bearer_auth(OPS_KEY).send().await.unwrap()
+    }
+}
+
+impl Page {
+    /// Returns the `name=value` of the first cookie this response sets whose name starts with `prefix`.
+    pub fn cookie_pair(&self, prefix: &str) -> Option<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .map(|value| value.split(';').next().unwrap_or("").trim().to_string())
+            .find(|pair| pair.starts_with(prefix))
+    }
+}
+
+/// A response read whole, with its body parsed as JSON (`Value::Null` when it is not JSON).
+pub struct JsonReply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    pub body: Value,
+}
+
+impl JsonReply {
+    pub async fn read(response: Response) -> JsonReply {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        JsonReply { status, headers, text, body }
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|value| value.to_str().ok()).unwrap_or("")
+    }
+
+    /// The names of the body's fields, sorted; empty when the body is not a JSON object.
+    pub fn field_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.body.as_object().map(|object| object.keys().cloned().collect()).unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+/// An `Authorization: Basic` value for a client id and secret.
+pub fn basic_authorization(client_id: &str, secret: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{secret}")))
+}
+
+/// Query or form parameters in request order, so a table row can drop, replace or repeat one.
+#[derive(Clone, Debug)]
+pub struct Pairs(pub Vec<(String, String)>);
+
+impl Pairs {
+    pub fn new(pairs: &[(&str, &str)]) -> Pairs {
+        Pairs(pairs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect())
+    }
+
+    pub fn without(mut self, name: &str) -> Pairs {
+        self.0.retain(|(key, _)| key != name);
+        self
+    }
+
+    /// Replaces every value of `name`, or adds `name` when it is absent.
+    pub fn with(self, name: &str, value: &str) -> Pairs {
+        self.without(name).plus(name, value)
+    }
+
+    /// Adds another `name` after the existing parameters.
+    pub fn plus(mut self, name: &str, value: &str) -> Pairs {
+        self.0.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+
+    /// The parameters as `application/x-www-form-urlencoded` text.
+    pub fn encode(&self) -> String {
+        url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&self.0).finish()
+    }
+}
+
+/// The redirect URI of clients registered by [`TestApp::scoped_client`].
+pub const SCOPED_REDIRECT: &str = "http://127.0.0.1:7000/cb";
+
+impl TestApp {
+    /// Registers a `client_secret_basic` client that may request the space-separated `scope`.
+    pub async fn scoped_client(&self, scope: &str) -> TestClient {
+        let response = self
+            .register_client(json!({
+                "client_name": "Scoped client",
+                "redirect_uris": [SCOPED_REDIRECT],
+                "token_endpoint_auth_method": "client_secret_basic",
+                "scope": scope,
+            }))
+            .await;
+        let reply = JsonReply::read(response).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "register a client with scope {scope:?}: {}", reply.text);
+        TestClient {
+            id: reply.body["client_id"].as_str().unwrap().to_string(),
+            secret: reply.body["client_secret"].as_str().map(str::to_string),
+            redirect_uri: SCOPED_REDIRECT.to_string(),
+        }
+    }
+
+    /// Replaces the scopes `email` holds through `PUT /ops/users/{email}/entitlements`.
+    pub async fn put_entitlements(&self, email: &str, scopes: &[&str]) -> JsonReply {
+        let response = self
+            .http
+            .put(format!("{}/ops/users/{email}/entitlements", self.ops))
+            .bearer_auth(OPS_KEY)
+            .json(&json!({ "scopes": scopes }))
+            .send()
+            .await
+            .unwrap();
+        JsonReply::read(response).await
+    }
+
+    /// Reads the scopes `email` holds through `GET /ops/users/{email}/entitlements`.
+    pub async fn get_entitlements(&self, email: &str) -> JsonReply {
+        let response =
+            self.http.get(format!("{}/ops/users/{email}/entitlements", self.ops)).bearer_auth(OPS_KEY).send().await.unwrap();
+        JsonReply::read(response).await
+    }
+
+    /// Withdraws the consent `email` gave `client_id` through the ops API.
+    pub async fn withdraw_consent(&self, email: &str, client_id: &str) -> JsonReply {
+        let response = self
+            .http
+            .delete(format!("{}/ops/users/{email}/consents/{client_id}", self.ops))
+            .bearer_auth(OPS_KEY)
+            .send()
+            .await
+            .unwrap();
+        JsonReply::read(response).await
+    }
+
+    /// Builds the authorization request URL for `client` with a PKCE challenge, `state=xyz-state` and `extra` parameters.
+    pub fn authorize_url(&self, client: &TestClient, pkce: &Pkce, extra: &[(&str, &str)]) -> String {
+        let mut url = url::Url::parse(&self.url("/oauth/authorize")).unwrap();
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &client.id)
+            .append_pair("redirect_uri", &client.redirect_uri)
+            .append_pair("code_challenge", &pkce.challenge)
+            .append_pair("code_challenge_method", "S256")
+            .append_pair("state", "xyz-state");
+        for (name, value) in extra {
+            url.query_pairs_mut().append_pair(name, value);
+        }
+        url.to_string()
+    }
+
+    /// Runs an authorization request in `browser`, allowing on the consent page when one is shown,
+    /// and returns the URL the browser is sent back to (with a code or an error).
+    pub async fn authorize_allowing(&self, browser: &Browser, client: &TestClient, pkce: &Pkce, extra: &[(&str, &str)]) -> url::Url {
+        let first = browser.get(&self.authorize_url(client, pkce, extra)).await;
+        let back = if first.status == StatusCode::OK {
+            let mut fields = first.hidden_fields();
+            fields.push(("decision".into(), "allow".into()));
+            browser.post_form(&self.url("/oauth/authorize"), &fields).await
+        } else {
+            first
+        };
+        assert_eq!(back.status, StatusCode::SEE_OTHER, "authorization did not redirect: {}", back.body);
+        url::Url::parse(back.location()).unwrap_or_else(|_| panic!("redirect to {:?} is not an absolute URL", back.location()))
+    }
+
+    /// Authorizes (allowing consent if asked), exchanges the code, and returns the token response, which must be 200.
+    pub async fn grant_tokens(&self, browser: &Browser, client: &TestClient, extra: &[(&str, &str)]) -> JsonReply {
+        let pkce = Pkce::new();
+        let redirect = self.authorize_allowing(browser, client, &pkce, extra).await;
+        let code = query_value(&redirect, "code").unwrap_or_else(|| panic!("redirect has no code: {redirect}"));
+        let reply = JsonReply::read(self.exchange(client, &code, &pkce.verifier).await).await;
+        assert_eq!(reply.status, StatusCode::OK, "token exchange: {}", reply.text);
+        reply
+    }
+
+    /// Sends `grant_type=refresh_token` with `refresh_token` and `extra` parameters, authenticated as `client` with Basic.
+    pub async fn refresh_grant(&self, client: &TestClient, refresh_token: &str, extra: &[(&str, &str)]) -> JsonReply {
+        let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token)];
+        form.extend_from_slice(extra);
+        let response = self
+            .http
+            .post(self.url("/oauth/token"))
+            .basic_auth(&client.id, client.secret.as_ref())
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        JsonReply::read(response).await
+    }
+
+    /// Introspects `token` (RFC 7662) as `client`, with an optional `token_type_hint`.
+    pub async fn introspect_token(&self, client: &TestClient, token: &str, hint: Option<&str>) -> JsonReply {
+        let mut form = vec![("token", token)];
+        if let Some(hint) = hint {
+            form.push(("token_type_hint", hint));
+        }
+        let response = self
+            .http
+            .post(self.url("/oauth/introspect"))
+            .basic_auth(&client.id, client.secret.as_ref())
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        JsonReply::read(response).await
+    }
+
+    /// Revokes `token` (RFC 7009) as `client`, with an optional `token_type_hint`.
+    pub async fn revoke_token(&self, client: &TestClient, token: &str, hint: Option<&str>) -> JsonReply {
+        let mut form = vec![("token", token)];
+        if let Some(hint) = hint {
+            form.push(("token_type_hint", hint));
+        }
+        let response = self
+            .http
+            .post(self.url("/oauth/revoke"))
+            .basic_auth(&client.id, client.secret.as_ref())
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        JsonReply::read(response).await
+    }
 }

@@ -1,5 +1,17 @@
 //! Integration tests of the whole server over real HTTP on loopback, one binary for every suite.
 
 mod helpers;
+mod process;
 
+mod authorize_errors;
+mod crash;
 mod flow;
+mod forward_auth;
+mod lifecycle;
+mod operations;
+mod quotas;
+mod refresh;
+mod registration;
+mod scopes;
+mod secrecy;
+mod token_errors;

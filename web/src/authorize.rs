@@ -7,9 +7,10 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
+use ucca_actors::accounts::{GetConsent, GetEntitlements, RecordConsent, UserRecord};
 use ucca_actors::clients::{ClientRecord, GetClient};
 use ucca_actors::codes::{CodeGrant, IssueCode};
-use ucca_actors::oauth::{is_s256_challenge, is_valid_state, match_redirect_uri, parse_scope, scope_description};
+use ucca_actors::oauth::{is_s256_challenge, is_valid_state, match_redirect_uri, parse_scope};
 use url::Url;
 
 use crate::errors::{ask, Internal};
@@ -36,7 +37,7 @@ struct AuthorizeRequest {
     scopes: Vec<String>,
     resource: String,
     code_challenge: String,
-    prompt_none: bool,
+    prompt: Prompt,
 }
 
 enum Rejection {
@@ -125,16 +126,17 @@ async fn check_request(state: &AppState, params: &Params) -> Result<AuthorizeReq
     if scopes.is_empty() {
         return Err(redirect("invalid_scope", "the request names no scope and the application has no default"));
     }
-    if let Some(unknown) = scopes.iter().find(|scope| scope_description(scope).is_none()) {
-        return Err(redirect("invalid_scope", &format!("scope {unknown} is not known")));
+    if let Some(unknown) = scopes.iter().find(|scope| !state.catalog.is_issuable(scope)) {
+        return Err(redirect("invalid_scope", &format!("scope {unknown} is not issued by this server")));
     }
     if let Some(refused) = scopes.iter().find(|scope| !client.scopes.contains(scope)) {
         return Err(redirect("invalid_scope", &format!("this application may not request scope {refused}")));
     }
 
-    let prompt_none = match params.get("prompt") {
-        None | Some("consent") | Some("login") => false,
-        Some("none") => true,
+    let prompt = match params.get("prompt") {
+        None | Some("login") => Prompt::Default,
+        Some("consent") => Prompt::Consent,
+        Some("none") => Prompt::None,
         Some(_) => return Err(redirect("invalid_request", "prompt must be none, login or consent")),
     };
 
@@ -146,8 +148,39 @@ async fn check_request(state: &AppState, params: &Params) -> Result<AuthorizeReq
         scopes,
         resource,
         code_challenge: code_challenge.to_string(),
-        prompt_none,
+        prompt,
     })
+}
+
+/// The OpenID Connect `prompt` values this endpoint honours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Prompt {
+    Default,
+    /// Ask for consent even if it was given before.
+    Consent,
+    /// Never show a page: fail with `login_required` or `consent_required` instead.
+    None,
+}
+
+/// What the signed-in user can grant this request, and whether they already approved it.
+struct Decision {
+    granted: Vec<String>,
+    already_approved: bool,
+}
+
+/// Grants the requested scopes the user holds, directly or through an implied
+/// scope, and drops the others; then checks the remembered consent.
+async fn decide(state: &AppState, request: &AuthorizeRequest, user: &UserRecord) -> Result<Decision, Internal> {
+    let entitled = ask(&state.services.accounts, GetEntitlements { user_id: user.user_id.clone() }).await?;
+    let mut held: Vec<String> = entitled;
+    held.extend(state.catalog.scopes_held_by_everyone().map(str::to_string));
+    let held = state.catalog.expand(&held);
+    let granted: Vec<String> = request.scopes.iter().filter(|scope| held.contains(*scope)).cloned().collect();
+
+    let consent = GetConsent { user_id: user.user_id.clone(), client_id: request.client.client_id.clone() };
+    let approved = ask(&state.services.accounts, consent).await?.unwrap_or_default();
+    let already_approved = !granted.is_empty() && granted.iter().all(|scope| approved.contains(scope));
+    Ok(Decision { granted, already_approved })
 }
 
 /// Builds the redirect back to the client, keeping the redirect URI's own query (RFC 6749 section 3.1.2).
@@ -218,13 +251,23 @@ async fn authorize_page(state: web::Data<AppState>, request: HttpRequest) -> Htt
         Err(Internal) => return HttpResponse::InternalServerError().finish(),
     };
     let Some(user) = user else {
-        if authorize.prompt_none {
+        if authorize.prompt == Prompt::None {
             return redirect_error(&state, &authorize, "login_required", "the user is not signed in");
         }
         return sign_in_first(&params);
     };
-    if authorize.prompt_none {
-        // Consent is asked every time, so it can never be given without a page.
+
+    let decision = match decide(&state, &authorize, &user).await {
+        Ok(decision) => decision,
+        Err(Internal) => return HttpResponse::InternalServerError().finish(),
+    };
+    if decision.granted.is_empty() {
+        return redirect_error(&state, &authorize, "access_denied", "the account holds none of the requested scopes");
+    }
+    if decision.already_approved && authorize.prompt != Prompt::Consent {
+        return issue_code(&state, &authorize, &user, decision.granted).await;
+    }
+    if authorize.prompt == Prompt::None {
         return redirect_error(&state, &authorize, "consent_required", "the user must approve this application");
     }
 
@@ -235,10 +278,13 @@ async fn authorize_page(state: web::Data<AppState>, request: HttpRequest) -> Htt
         .filter(|(name, value)| !value.is_empty() && !CONSENT_FIELDS.contains(&name.as_str()))
         .map(|(name, value)| hidden(name, value))
         .collect();
-    let scope_items: String = authorize
-        .scopes
+    let scope_items: String = decision
+        .granted
         .iter()
-        .map(|scope| format!("<li>{}</li>", escape(scope_description(scope).unwrap_or(scope))))
+        .map(|scope| {
+            let description = state.catalog.scope(scope).map_or(scope.as_str(), |definition| definition.description.as_str());
+            format!("<li data-scope=\"{}\">{}</li>", escape(scope), escape(description))
+        })
         .collect();
     let body = format!(
         "<p><strong>{client}</strong> wants to use your account.</p>\
@@ -254,6 +300,30 @@ async fn authorize_page(state: web::Data<AppState>, request: HttpRequest) -> Htt
     let mut response = html(StatusCode::OK);
     csrf.apply(&mut response);
     response.body(layout("Allow access?", &body))
+}
+
+/// Issues a code for the granted scopes and redirects back to the client with it.
+async fn issue_code(state: &AppState, authorize: &AuthorizeRequest, user: &UserRecord, granted: Vec<String>) -> HttpResponse {
+    let grant = CodeGrant {
+        client_id: authorize.client.client_id.clone(),
+        user_id: user.user_id.clone(),
+        redirect_uri: authorize.redirect_uri.clone(),
+        redirect_uri_in_request: authorize.redirect_uri_in_request,
+        code_challenge: authorize.code_challenge.clone(),
+        scopes: granted,
+        resource: authorize.resource.clone(),
+    };
+    let code = match ask(&state.services.codes, IssueCode { grant, now: state.now() }).await {
+        Ok(code) => code,
+        Err(Internal) => return HttpResponse::InternalServerError().finish(),
+    };
+    tracing::info!(target: "ucca::security", client_id = %authorize.client.client_id, user_id = %user.user_id, "authorization code issued");
+
+    let mut pairs = vec![("code", code.expose())];
+    if let Some(value) = authorize.state.as_deref() {
+        pairs.push(("state", value));
+    }
+    redirect_to_client(state, &authorize.redirect_uri, &pairs)
 }
 
 async fn authorize_decision(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> HttpResponse {
@@ -281,24 +351,22 @@ async fn authorize_decision(state: web::Data<AppState>, request: HttpRequest, bo
         _ => return message_page(StatusCode::BAD_REQUEST, "Authorization request rejected", "Choose Allow or Deny."),
     }
 
-    let grant = CodeGrant {
-        client_id: authorize.client.client_id.clone(),
-        user_id: user.user_id.clone(),
-        redirect_uri: authorize.redirect_uri.clone(),
-        redirect_uri_in_request: authorize.redirect_uri_in_request,
-        code_challenge: authorize.code_challenge.clone(),
-        scopes: authorize.scopes.clone(),
-        resource: authorize.resource.clone(),
-    };
-    let code = match ask(&state.services.codes, IssueCode { grant, now: state.now() }).await {
-        Ok(code) => code,
+    // Recomputed rather than read from the form, so an edited form cannot widen the grant.
+    let decision = match decide(&state, &authorize, &user).await {
+        Ok(decision) => decision,
         Err(Internal) => return HttpResponse::InternalServerError().finish(),
     };
-    tracing::info!(target: "ucca::security", client_id = %authorize.client.client_id, user_id = %user.user_id, "authorization code issued");
-
-    let mut pairs = vec![("code", code.expose())];
-    if let Some(value) = authorize.state.as_deref() {
-        pairs.push(("state", value));
+    if decision.granted.is_empty() {
+        return redirect_error(&state, &authorize, "access_denied", "the account holds none of the requested scopes");
     }
-    redirect_to_client(&state, &authorize.redirect_uri, &pairs)
+    let consent = RecordConsent {
+        user_id: user.user_id.clone(),
+        client_id: authorize.client.client_id.clone(),
+        scopes: decision.granted.clone(),
+        now: state.now(),
+    };
+    if ask(&state.services.accounts, consent).await.is_err() {
+        return HttpResponse::InternalServerError().finish();
+    }
+    issue_code(&state, &authorize, &user, decision.granted).await
 }

@@ -1,11 +1,17 @@
-//! The operational REST API over the training corpus: search, lookup and ladder.
-//! Credentials are checked by the bearer middleware before any handler here runs.
+//! The REST API over the training corpus: search, lookup and ladder for
+//! operational callers, and pathway analysis for professional ones. Each route
+//! declares the capability it needs; the credential middleware checks it
+//! before any handler here runs.
 
-use actix_web::{middleware::from_fn, web, HttpResponse};
+use actix_web::body::BoxBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, HttpResponse};
 use serde_json::json;
+use ucca_actors::catalog::Capability;
 
 use crate::errors::ApiError;
-use crate::middleware::require_bearer;
+use crate::middleware::require_capability;
 use crate::params::Params;
 use crate::state::AppState;
 
@@ -18,11 +24,25 @@ const MAX_QUERY_LEN: usize = 200;
 pub fn configure(config: &mut web::ServiceConfig) {
     config.service(
         web::scope("/v1")
-            .wrap(from_fn(require_bearer))
-            .route("/search", web::get().to(search))
-            .route("/lookup", web::get().to(lookup))
-            .route("/ladder", web::get().to(ladder)),
+            .wrap(crate::cors::for_browser_clients())
+            .service(guarded("/search", Capability::Search).route(web::get().to(search)))
+            .service(guarded("/lookup", Capability::Lookup).route(web::get().to(lookup)))
+            .service(guarded("/ladder", Capability::Ladder).route(web::get().to(ladder)))
+            .service(guarded("/analytics/pathway", Capability::Pathway).route(web::get().to(pathway)))
+            .route("/pathway", web::get().to(pathway_moved)),
     );
+}
+
+/// A resource whose every request must carry a token granting `capability`.
+fn guarded(
+    path: &str,
+    capability: Capability,
+) -> actix_web::Resource<
+    impl ServiceFactory<ServiceRequest, Config = (), Response = ServiceResponse<BoxBody>, Error = actix_web::Error, InitError = ()>,
+> {
+    web::resource(path).wrap(from_fn(move |request: ServiceRequest, next: Next<BoxBody>| {
+        require_capability(request, next, capability)
+    }))
 }
 
 fn query(request: &actix_web::HttpRequest) -> Params {
@@ -75,4 +95,29 @@ async fn ladder(state: web::Data<AppState>, request: actix_web::HttpRequest) -> 
         }
         None => Err(ApiError::not_found(format!("no qualification has code {code}; a ladder starts from a qualification"))),
     }
+}
+
+async fn pathway(state: web::Data<AppState>, request: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    let params = query(&request);
+    let code = |name: &str| {
+        let value = params.get(name).ok_or_else(|| {
+            ApiError::bad_request("invalid_request", format!("{name} is missing, as in ?from=BSB30120&to=BSB40120"))
+        })?;
+        if value.len() > 12 || !value.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(ApiError::bad_request("invalid_request", format!("{name} must be 1 to 12 letters and digits")));
+        }
+        Ok(value.to_string())
+    };
+    let (from, to) = (code("from")?, code("to")?);
+    match state.corpus.pathway(&from, &to) {
+        Some(pathway) => Ok(HttpResponse::Ok().json(pathway)),
+        None => Err(ApiError::not_found(format!("{from} and {to} must both be qualification codes"))),
+    }
+}
+
+/// Pathway analysis is analytical and lives under /v1/analytics, not on the operational API.
+async fn pathway_moved() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found(
+        "pathway analysis is not part of the operational API; use GET /v1/analytics/pathway?from=&to= with a professional or enterprise token",
+    ))
 }

@@ -2,20 +2,24 @@
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
-use ucca_actors::oauth::SCOPES;
 
+use crate::cors::for_browser_clients;
 use crate::state::AppState;
 
 pub fn configure(config: &mut web::ServiceConfig) {
-    config
-        .route("/.well-known/oauth-authorization-server", web::get().to(authorization_server))
-        .route("/.well-known/oauth-protected-resource", web::get().to(rest_resource))
-        .route("/.well-known/oauth-protected-resource/v1", web::get().to(rest_resource));
+    config.service(
+        web::scope("/.well-known")
+            .wrap(for_browser_clients())
+            .route("/oauth-authorization-server", web::get().to(authorization_server))
+            // The REST surface is the default resource, so its metadata is also at the bare URL.
+            .route("/oauth-protected-resource", web::get().to(rest_resource))
+            .route("/oauth-protected-resource/v1", web::get().to(rest_resource)),
+    );
 }
 
 async fn authorization_server(state: web::Data<AppState>) -> HttpResponse {
     let issuer = state.issuer();
-    let scopes: Vec<&str> = SCOPES.iter().map(|(name, _)| *name).collect();
+    let scopes: Vec<&str> = state.catalog.issuable_scopes().collect();
     HttpResponse::Ok().json(json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/oauth/authorize"),
@@ -24,7 +28,7 @@ async fn authorization_server(state: web::Data<AppState>) -> HttpResponse {
         "introspection_endpoint": format!("{issuer}/oauth/introspect"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
@@ -35,10 +39,10 @@ async fn authorization_server(state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn rest_resource(state: web::Data<AppState>) -> HttpResponse {
-    let scopes: Vec<&str> = SCOPES.iter().map(|(name, _)| *name).collect();
+    let scopes: Vec<&str> = state.catalog.issuable_scopes().filter(|scope| scope.starts_with("rtopacks:") || *scope == "read").collect();
     HttpResponse::Ok().json(json!({
         "resource": state.derived.rest_resource,
-        "resource_name": "ucca-auth operational corpus API",
+        "resource_name": "ucca-auth corpus API",
         "authorization_servers": [state.issuer()],
         "bearer_methods_supported": ["header"],
         "scopes_supported": scopes,

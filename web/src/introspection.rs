@@ -4,7 +4,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use ucca_actors::secret::Secret;
-use ucca_actors::tokens::{Revocation, RevokeToken, TokenStatus, ValidateToken};
+use ucca_actors::tokens::{Revocation, RevokeToken, TokenKind, TokenStatus, ValidateToken};
 
 use crate::client_auth::authenticate_client;
 use crate::errors::{ask, ApiError};
@@ -13,17 +13,19 @@ use crate::token::read_form;
 
 pub fn configure(config: &mut web::ServiceConfig) {
     config
-        .route("/oauth/revoke", web::post().to(revoke))
-        .route("/oauth/introspect", web::post().to(introspect));
+        .service(web::resource("/oauth/revoke").wrap(crate::cors::for_browser_clients()).route(web::post().to(revoke)))
+        .service(web::resource("/oauth/introspect").wrap(crate::cors::for_browser_clients()).route(web::post().to(introspect)));
 }
 
 async fn revoke(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     let form = read_form(&request, &body)?;
     let client = authenticate_client(&state, request.headers(), &form).await?;
     let Some(token) = form.get("token") else { return Err(ApiError::bad_request("invalid_request", "token is missing")) };
-    // `token_type_hint` only speeds up the search (RFC 7009 section 2.1); there is one token table, so it is not needed.
+    // `token_type_hint` only speeds up the search (RFC 7009 section 2.1). Access and
+    // refresh tokens share one table, so the hint is not needed and is ignored.
 
-    let revocation = RevokeToken { token: Secret::from_presented(token).digest(), client_id: client.client_id.clone() };
+    let revocation =
+        RevokeToken { token: Secret::from_presented(token).digest(), client_id: client.client_id.clone(), now: state.now() };
     match ask(&state.services.tokens, revocation).await? {
         // An unknown or already revoked token is a success (RFC 7009 section 2.2).
         Revocation::Revoked | Revocation::NothingToRevoke => Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).finish()),
@@ -67,6 +69,10 @@ async fn introspect(state: web::Data<AppState>, request: HttpRequest, body: web:
     let status = ask(&state.services.tokens, ValidateToken { token: Secret::from_presented(token).digest(), now: state.now() }).await?;
     let answer = match status {
         TokenStatus::Active(record) => Introspection {
+            token_type: Some(match record.kind {
+                TokenKind::Access => "Bearer",
+                TokenKind::Refresh => "refresh_token",
+            }),
             active: true,
             scope: Some(record.scopes.join(" ")),
             client_id: Some(record.client_id),
@@ -75,7 +81,6 @@ async fn introspect(state: web::Data<AppState>, request: HttpRequest, body: web:
             iss: Some(state.issuer().to_string()),
             exp: Some(record.expires_at),
             iat: Some(record.issued_at),
-            token_type: Some("Bearer"),
         },
         // Nothing else is disclosed about an inactive token (RFC 7662 section 2.2).
         TokenStatus::Inactive(_) => Introspection::default(),

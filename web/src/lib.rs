@@ -7,11 +7,15 @@
 pub mod authorize;
 pub mod client_auth;
 pub mod corpus_api;
+pub mod cors;
 pub mod discovery;
 pub mod errors;
+pub mod forward_auth;
 pub mod introspection;
 pub mod middleware;
 pub mod ops;
+pub mod ops_keys;
+pub mod ops_usage;
 pub mod pages;
 pub mod params;
 pub mod session;
@@ -25,7 +29,7 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpResponse, HttpServer};
 
-pub use state::{AppState, WebConfig};
+pub use state::{AppState, ForwardRoute, WebConfig};
 
 use crate::errors::ApiError;
 
@@ -42,6 +46,7 @@ pub fn public_server(listener: TcpListener, state: AppState) -> std::io::Result<
             .configure(token::configure)
             .configure(introspection::configure)
             .configure(signin::configure)
+            .configure(forward_auth::configure)
             .configure(corpus_api::configure)
             .route("/healthz", web::get().to(health))
             .default_service(web::to(not_found))

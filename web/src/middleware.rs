@@ -1,14 +1,22 @@
-//! Middleware: request ids and access logs for every response, and the bearer check for the protected API.
+//! Middleware: request ids and access logs for every response; and for the
+//! protected API, the credential check, quotas with their rate-limit fields,
+//! and usage records.
 
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
+use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage, HttpResponse, ResponseError};
+use ucca_actors::apikeys::{looks_like_key, VerifyKey};
+use ucca_actors::catalog::Capability;
+use ucca_actors::quotas::{self, Consume, QuotaDecision};
 use ucca_actors::secret::{random_id, Secret};
-use ucca_actors::tokens::{InactiveReason, TokenRecord, TokenStatus, ValidateToken};
+use ucca_actors::tokens::{InactiveReason, TokenKind, TokenStatus, ValidateToken};
+use ucca_actors::usage::{CredentialKind, RecordUsage, UsageEvent};
+use ucca_actors::UnixTime;
 
 use crate::errors::{ask, ApiError, ErrorBody};
 use crate::state::AppState;
@@ -63,58 +71,252 @@ pub async fn request_context(
 /// The credential behind a request to a protected API.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    pub token: TokenRecord,
+    /// The user the call belongs to and counts against.
+    pub customer: String,
+    pub scopes: Vec<String>,
+    /// The catalog plan whose quota the call consumes; `None` for credentials outside every plan.
+    pub plan: Option<String>,
+    pub kind: CredentialKind,
+    /// Client id of a token, or key id of an API key.
+    pub credential_id: String,
 }
 
-/// The scope every operational API route needs for now.
-pub const OPERATIONAL_SCOPE: &str = "read";
-
-/// Validates the bearer token for the REST surface, checks its resource and
-/// scope, and stores the [`Principal`] for handlers. This is the one place where
-/// the operational API checks credentials.
-pub async fn require_bearer(
+/// Checks the request's credential for the REST surface and that it grants
+/// `capability`, consumes quota, then calls the handler and records usage.
+/// Every REST route passes through here with the capability it declares.
+pub async fn require_capability(
     request: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
+    next: Next<BoxBody>,
+    capability: Capability,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
-        tracing::error!("application state missing in bearer middleware");
+        tracing::error!("application state missing in the credential middleware");
         return Ok(request.error_response(ApiError::internal()));
     };
+    let started = Instant::now();
 
-    match authenticate(&state, &request).await {
-        Ok(principal) => {
-            request.extensions_mut().insert(principal);
-            Ok(next.call(request).await?.map_into_boxed_body())
+    let resource = state.derived.rest_resource.clone();
+    let principal = match authenticate(&state, request.headers(), &resource, capability).await {
+        Ok(principal) => principal,
+        Err(error) => {
+            record_usage(&state, capability, None, error.status, started);
+            return Ok(request.into_response(error.error_response()));
         }
-        Err(error) => Ok(request.into_response(error.error_response())),
+    };
+
+    let limits = match consume_quota(&state, &principal).await {
+        Ok(limits) => limits,
+        Err(refusal) => {
+            record_usage(&state, capability, Some(&principal), refusal.status(), started);
+            return Ok(request.into_response(refusal.into_response()));
+        }
+    };
+
+    request.extensions_mut().insert(principal.clone());
+    let mut response = next.call(request).await?;
+    if let Some(limits) = limits {
+        limits.apply(response.headers_mut());
+    }
+    record_usage(&state, capability, Some(&principal), response.status(), started);
+    Ok(response)
+}
+
+fn record_usage(state: &AppState, capability: Capability, principal: Option<&Principal>, status: StatusCode, started: Instant) {
+    let event = UsageEvent {
+        at: state.now(),
+        tool: capability.as_str().to_string(),
+        credential: principal.map_or(CredentialKind::None, |principal| principal.kind),
+        credential_id: principal.map(|principal| principal.credential_id.clone()),
+        customer: principal.map(|principal| principal.customer.clone()),
+        status: status.as_u16(),
+        latency_ms: u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX),
+    };
+    // Fire and forget: a full mailbox drops the event rather than slowing the call.
+    state.services.usage.do_send(RecordUsage(event));
+}
+
+/// Consumes one call of the principal's plan; returns the limits to advertise, or the 429 to send.
+async fn consume_quota(state: &AppState, principal: &Principal) -> Result<Option<RateLimits>, RateLimited> {
+    let Some(plan_name) = principal.plan.as_deref() else { return Ok(None) };
+    let Some(plan) = state.catalog.plan(plan_name) else { return Ok(None) };
+    let now = state.now();
+
+    let consume = Consume {
+        customer: principal.customer.clone(),
+        plan: plan_name.to_string(),
+        monthly_limit: plan.call_limit_monthly,
+        burst_limit: plan.burst_per_second,
+        cost: 1,
+        now,
+    };
+    let decision = ask(&state.services.quotas, consume).await.map_err(|_| RateLimited::Internal)?;
+    let limits = |used: u64, burst_used: u64, resets_at: UnixTime| RateLimits {
+        monthly: plan.call_limit_monthly.map(|limit| (limit, limit.saturating_sub(used), resets_at.saturating_sub(now), resets_at.saturating_sub(month_start_of(now)))),
+        burst: plan.burst_per_second.map(|limit| (limit, limit.saturating_sub(burst_used))),
+    };
+    match decision {
+        QuotaDecision::Allowed { used, burst_used, resets_at } => Ok(Some(limits(used, burst_used, resets_at))),
+        QuotaDecision::MonthlyExhausted { used, resets_at } => {
+            tracing::info!(target: "ucca::security", customer = %principal.customer, plan = plan_name, "monthly quota exhausted");
+            Err(RateLimited::Monthly { limits: limits(used, 0, resets_at), retry_after: resets_at.saturating_sub(now) })
+        }
+        QuotaDecision::BurstExceeded => {
+            // The monthly count is not read on this path, so only the burst window is advertised.
+            let limits = RateLimits { monthly: None, burst: plan.burst_per_second.map(|limit| (limit, 0)) };
+            Err(RateLimited::Burst { limits })
+        }
     }
 }
 
-async fn authenticate(state: &AppState, request: &ServiceRequest) -> Result<Principal, ApiError> {
-    let challenge = BearerChallenge { state };
+fn month_start_of(now: UnixTime) -> UnixTime {
+    let (year, month) = quotas::year_month(now);
+    quotas::month_start(year, month)
+}
 
-    // Tokens in the query string are not accepted (OAuth 2.1 section 5.2), so only the header counts.
-    let Some(token) = bearer_token(request.headers().get(header::AUTHORIZATION)) else {
-        return Err(challenge.missing());
-    };
-    if !is_token_shaped(&token) {
-        return Err(challenge.invalid("the access token is malformed"));
+/// Limits to advertise in the `RateLimit-Policy` and `RateLimit` fields
+/// (draft-ietf-httpapi-ratelimit-headers).
+struct RateLimits {
+    /// (quota, remaining, seconds until reset, window length in seconds)
+    monthly: Option<(u64, u64, u64, u64)>,
+    /// (quota, remaining) in a one-second window
+    burst: Option<(u64, u64)>,
+}
+
+impl RateLimits {
+    fn apply(&self, headers: &mut HeaderMap) {
+        let mut policies = Vec::new();
+        let mut states = Vec::new();
+        if let Some((quota, remaining, reset, window)) = self.monthly {
+            policies.push(format!("\"monthly\";q={quota};w={window}"));
+            states.push(format!("\"monthly\";r={remaining};t={reset}"));
+        }
+        if let Some((quota, remaining)) = self.burst {
+            policies.push(format!("\"burst\";q={quota};w=1"));
+            states.push(format!("\"burst\";r={remaining};t=1"));
+        }
+        if policies.is_empty() {
+            return;
+        }
+        for (name, value) in [("ratelimit-policy", policies.join(", ")), ("ratelimit", states.join(", "))] {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(header::HeaderName::from_static(name), value);
+            }
+        }
+    }
+}
+
+enum RateLimited {
+    Monthly { limits: RateLimits, retry_after: u64 },
+    Burst { limits: RateLimits },
+    Internal,
+}
+
+impl RateLimited {
+    fn status(&self) -> StatusCode {
+        match self {
+            RateLimited::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::TOO_MANY_REQUESTS,
+        }
     }
 
+    fn into_response(self) -> HttpResponse {
+        let (limits, retry_after, description) = match self {
+            RateLimited::Internal => return ApiError::internal().error_response(),
+            RateLimited::Monthly { limits, retry_after } => {
+                (limits, retry_after, "the monthly call quota of this plan is used up; it resets at the start of next month (UTC)")
+            }
+            RateLimited::Burst { limits } => (limits, 1, "too many calls in this second; retry after one second"),
+        };
+        let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", description).error_response();
+        limits.apply(response.headers_mut());
+        if let Ok(value) = HeaderValue::from_str(&retry_after.max(1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}
+
+/// The credential a request presents: `Authorization: Bearer`, or `X-RTOpacks-Key` for older integrations.
+fn presented_credential(headers: &HeaderMap) -> Option<Secret> {
+    bearer_token(headers.get(header::AUTHORIZATION)).or_else(|| {
+        let value = headers.get("x-rtopacks-key")?.to_str().ok()?.trim();
+        (!value.is_empty()).then(|| Secret::from_presented(value))
+    })
+}
+
+/// Validates the credential in `headers` (an access token for `resource`, or an
+/// API key, which is valid on every surface) and checks that it grants `capability`.
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    resource: &str,
+    capability: Capability,
+) -> Result<Principal, ApiError> {
+    let challenge = BearerChallenge { metadata_url: state.resource_metadata_url(resource) };
+    // Tokens in the query string are not accepted (OAuth 2.1 section 5.2), so only headers count.
+    let Some(credential) = presented_credential(headers) else {
+        return Err(challenge.missing());
+    };
+
+    let principal = if looks_like_key(credential.expose()) {
+        authenticate_key(state, &credential, &challenge).await?
+    } else {
+        authenticate_token(state, &credential, resource, &challenge).await?
+    };
+
+    if !state.catalog.grants(&principal.scopes, capability) {
+        tracing::info!(target: "ucca::security", customer = %principal.customer, credential_id = %principal.credential_id, capability = capability.as_str(), "call denied: insufficient scope");
+        let needed = state.catalog.scope_for(capability).unwrap_or("");
+        return Err(challenge.insufficient_scope(needed, capability));
+    }
+    Ok(principal)
+}
+
+async fn authenticate_key(state: &AppState, key: &Secret, challenge: &BearerChallenge) -> Result<Principal, ApiError> {
+    let Some(record) = ask(&state.services.api_keys, VerifyKey { key: key.digest(), now: state.now() }).await? else {
+        return Err(challenge.invalid("the API key is not valid or was deactivated"));
+    };
+    let Some(plan) = state.catalog.plan(&record.tier) else {
+        tracing::error!(key_id = %record.id, tier = %record.tier, "API key names a plan the catalog does not define");
+        return Err(challenge.invalid("the API key's plan no longer exists"));
+    };
+    Ok(Principal {
+        customer: record.user_id,
+        scopes: vec![plan.scope.clone()],
+        plan: Some(record.tier),
+        kind: CredentialKind::ApiKey,
+        credential_id: record.id,
+    })
+}
+
+async fn authenticate_token(
+    state: &AppState,
+    token: &Secret,
+    resource: &str,
+    challenge: &BearerChallenge,
+) -> Result<Principal, ApiError> {
+    if !is_token_shaped(token) {
+        return Err(challenge.invalid("the access token is malformed"));
+    }
     let status = ask(&state.services.tokens, ValidateToken { token: token.digest(), now: state.now() }).await?;
     let record = match status {
-        TokenStatus::Active(record) => record,
+        TokenStatus::Active(record) if record.kind == TokenKind::Access => record,
+        TokenStatus::Active(_) => return Err(challenge.invalid("a refresh token is not an access token")),
         TokenStatus::Inactive(InactiveReason::Expired) => return Err(challenge.invalid("the access token expired")),
         TokenStatus::Inactive(InactiveReason::Revoked) => return Err(challenge.invalid("the access token was revoked")),
         TokenStatus::Inactive(InactiveReason::Unknown) => return Err(challenge.invalid("the access token is not recognised")),
     };
-    if record.resource != state.derived.rest_resource {
+    // RFC 8707: a token is good only at the resource it was issued for.
+    if record.resource != resource {
         return Err(challenge.invalid("the access token was issued for another resource"));
     }
-    if !record.scopes.iter().any(|scope| scope == OPERATIONAL_SCOPE) {
-        return Err(challenge.insufficient_scope(OPERATIONAL_SCOPE));
-    }
-    Ok(Principal { token: record })
+    Ok(Principal {
+        plan: state.catalog.plan_for(&record.scopes).map(str::to_string),
+        customer: record.user_id,
+        scopes: record.scopes,
+        kind: CredentialKind::Token,
+        credential_id: record.client_id,
+    })
 }
 
 /// Extracts the token from `Authorization: Bearer <token>`; the scheme is case-insensitive (RFC 7235 section 2.1).
@@ -135,37 +337,33 @@ fn is_token_shaped(token: &Secret) -> bool {
 }
 
 /// Builds RFC 6750 section 3 challenges that point at the resource metadata (RFC 9728 section 5.1).
-struct BearerChallenge<'a> {
-    state: &'a AppState,
+struct BearerChallenge {
+    metadata_url: String,
 }
 
-impl BearerChallenge<'_> {
-    fn metadata(&self) -> String {
-        format!("resource_metadata=\"{}\"", self.state.rest_resource_metadata_url())
-    }
-
+impl BearerChallenge {
     /// No credential was sent, so the challenge carries no error code (RFC 6750 section 3.1).
     fn missing(&self) -> ApiError {
-        ApiError::new(actix_web::http::StatusCode::UNAUTHORIZED, "unauthorized", "this API needs an access token: send Authorization: Bearer <token>")
-            .with_challenge(format!("Bearer realm=\"ucca-auth\", {}", self.metadata()))
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "this API needs an access token: send Authorization: Bearer <token>")
+            .with_challenge(format!("Bearer realm=\"ucca-auth\", resource_metadata=\"{}\"", self.metadata_url))
     }
 
     fn invalid(&self, description: &str) -> ApiError {
-        ApiError::new(actix_web::http::StatusCode::UNAUTHORIZED, "invalid_token", description).with_challenge(format!(
-            "Bearer realm=\"ucca-auth\", error=\"invalid_token\", error_description=\"{description}\", {}",
-            self.metadata()
+        ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", description).with_challenge(format!(
+            "Bearer realm=\"ucca-auth\", error=\"invalid_token\", error_description=\"{description}\", resource_metadata=\"{}\"",
+            self.metadata_url
         ))
     }
 
-    fn insufficient_scope(&self, scope: &str) -> ApiError {
+    fn insufficient_scope(&self, scope: &str, capability: Capability) -> ApiError {
         ApiError::new(
-            actix_web::http::StatusCode::FORBIDDEN,
+            StatusCode::FORBIDDEN,
             "insufficient_scope",
-            format!("this call needs the scope {scope}"),
+            format!("this call needs {}, which the scope {scope} grants", capability.as_str()),
         )
         .with_challenge(format!(
-            "Bearer realm=\"ucca-auth\", error=\"insufficient_scope\", scope=\"{scope}\", {}",
-            self.metadata()
+            "Bearer realm=\"ucca-auth\", error=\"insufficient_scope\", scope=\"{scope}\", resource_metadata=\"{}\"",
+            self.metadata_url
         ))
     }
 }

@@ -1,4 +1,5 @@
-//! The ops API, served only on the ops listener and guarded by `OPS_API_KEY`: client registration and management.
+//! The ops API, served only on the ops listener and guarded by `OPS_API_KEY`:
+//! client registration and management, user entitlements and consents.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -7,10 +8,11 @@ use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, Error, HttpResponse, ResponseError};
 use serde::Deserialize;
 use serde_json::json;
+use ucca_actors::accounts::{normalize_email, FindUser, GetEntitlements, SetEntitlements, WithdrawConsent};
 use ucca_actors::clients::{AuthMethod, ClientRecord, DeactivateClient, Deactivation, ListClients, RegisterClient};
-use ucca_actors::oauth::{parse_scope, scope_description, validate_redirect_uri};
+use ucca_actors::oauth::{parse_scope, validate_redirect_uri};
 use ucca_actors::secret::Secret;
-use ucca_actors::tokens::RevokeClientTokens;
+use ucca_actors::tokens::{RevokeClientTokens, RevokeUserGrants};
 
 use crate::errors::{ask, ApiError};
 use crate::middleware::bearer_token;
@@ -21,12 +23,18 @@ const MAX_REDIRECT_URIS: usize = 20;
 const MAX_CLIENT_NAME_LEN: usize = 200;
 
 pub fn configure(config: &mut web::ServiceConfig) {
+    let scope = web::scope("/ops");
+    let scope = crate::ops_keys::configure(scope);
+    let scope = crate::ops_usage::configure(scope);
     config.service(
-        web::scope("/ops")
+        scope
             .wrap(from_fn(require_ops_key))
             .route("/clients", web::post().to(register_client))
             .route("/clients", web::get().to(list_clients))
-            .route("/clients/{client_id}", web::delete().to(deactivate_client)),
+            .route("/clients/{client_id}", web::delete().to(deactivate_client))
+            .route("/users/{email}/entitlements", web::put().to(set_entitlements))
+            .route("/users/{email}/entitlements", web::get().to(get_entitlements))
+            .route("/users/{email}/consents/{client_id}", web::delete().to(withdraw_consent)),
     );
 }
 
@@ -79,7 +87,7 @@ fn client_json(client: &ClientRecord) -> serde_json::Value {
         "client_name": client.name,
         "redirect_uris": client.redirect_uris,
         "token_endpoint_auth_method": client.auth_method.as_str(),
-        "grant_types": ["authorization_code"],
+        "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
         "scope": client.scopes.join(" "),
         "client_id_issued_at": client.created_at,
@@ -107,15 +115,16 @@ async fn register_client(state: web::Data<AppState>, body: web::Bytes) -> Result
     let auth_method = AuthMethod::parse(method_name).ok_or_else(|| {
         invalid_metadata(format!("token_endpoint_auth_method {method_name:?} is not supported; use client_secret_basic, client_secret_post or none"))
     })?;
+    // Without a scope the client may request only the first version's `read`, the least it could need.
     let scopes = match metadata.scope.as_deref() {
         None => vec!["read".to_string()],
         Some(raw) => parse_scope(raw).ok_or_else(|| invalid_metadata("scope must be a space-separated list of scope names"))?,
     };
-    if let Some(unknown) = scopes.iter().find(|scope| scope_description(scope).is_none()) {
+    if let Some(unknown) = scopes.iter().find(|scope| !state.catalog.is_issuable(scope)) {
         return Err(invalid_metadata(format!("scope {unknown} is not issued by this server")));
     }
-    if metadata.grant_types.is_some_and(|types| types.iter().any(|grant| grant != "authorization_code")) {
-        return Err(invalid_metadata("grant_types may contain only authorization_code"));
+    if metadata.grant_types.is_some_and(|types| types.iter().any(|grant| grant != "authorization_code" && grant != "refresh_token")) {
+        return Err(invalid_metadata("grant_types may contain only authorization_code and refresh_token"));
     }
     if metadata.response_types.is_some_and(|types| types.iter().any(|response| response != "code")) {
         return Err(invalid_metadata("response_types may contain only code"));
@@ -149,4 +158,61 @@ async fn deactivate_client(state: web::Data<AppState>, path: web::Path<String>) 
             Ok(HttpResponse::NoContent().finish())
         }
     }
+}
+
+fn email_from_path(raw: &str) -> Result<String, ApiError> {
+    normalize_email(raw).ok_or_else(|| ApiError::bad_request("invalid_request", format!("{raw:?} is not a valid email address")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntitlementsBody {
+    scopes: Vec<String>,
+}
+
+/// Replaces the scopes a user holds, creating the user if needed.
+async fn set_entitlements(state: web::Data<AppState>, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let email = email_from_path(&path)?;
+    let request: EntitlementsBody = serde_json::from_slice(&body).map_err(|error| {
+        ApiError::bad_request("invalid_request", format!("the body must be {{\"scopes\": [..]}}: {error}"))
+    })?;
+    let mut scopes: Vec<String> = Vec::new();
+    for scope in request.scopes {
+        if !state.catalog.is_issuable(&scope) {
+            return Err(ApiError::bad_request("invalid_scope", format!("scope {scope} cannot be granted to a user")));
+        }
+        if !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
+
+    let user = ask(&state.services.accounts, SetEntitlements { email, scopes: scopes.clone(), now: state.now() }).await?;
+    Ok(HttpResponse::Ok().json(json!({ "user_id": user.user_id, "email": user.email, "scopes": scopes })))
+}
+
+async fn get_entitlements(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let email = email_from_path(&path)?;
+    let Some(user) = ask(&state.services.accounts, FindUser { email: email.clone() }).await? else {
+        return Err(ApiError::not_found(format!("no user has email {email}")));
+    };
+    let scopes = ask(&state.services.accounts, GetEntitlements { user_id: user.user_id.clone() }).await?;
+    Ok(HttpResponse::Ok().json(json!({ "user_id": user.user_id, "email": user.email, "scopes": scopes })))
+}
+
+/// Withdraws a user's consent for a client and revokes what the client holds for that user.
+async fn withdraw_consent(state: web::Data<AppState>, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+    let (raw_email, client_id) = path.into_inner();
+    let email = email_from_path(&raw_email)?;
+    let Some(user) = ask(&state.services.accounts, FindUser { email: email.clone() }).await? else {
+        return Err(ApiError::not_found(format!("no user has email {email}")));
+    };
+    let withdrawn = WithdrawConsent { user_id: user.user_id.clone(), client_id: client_id.clone() };
+    let existed = ask(&state.services.accounts, withdrawn).await?;
+    // Revoked even when no consent was stored, so a retry after a crash between the steps completes the work.
+    let revoked = RevokeUserGrants { user_id: user.user_id.clone(), client_id: Some(client_id.clone()) };
+    let grants_revoked = ask(&state.services.tokens, revoked).await?;
+    if !existed && grants_revoked == 0 {
+        return Err(ApiError::not_found(format!("{email} has no consent for client {client_id}")));
+    }
+    Ok(HttpResponse::NoContent().finish())
 }

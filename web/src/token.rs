@@ -1,12 +1,15 @@
-//! The token endpoint (RFC 6749 section 4.1.3 with PKCE, RFC 7636): exchanges an authorization code for an access token.
+//! The token endpoint: exchanges an authorization code (RFC 6749 section 4.1.3,
+//! with PKCE, RFC 7636) or a refresh token (section 6) for an access token and
+//! a new refresh token.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use ucca_actors::codes::{RedeemCode, Redemption};
-use ucca_actors::oauth::is_valid_verifier;
+use ucca_actors::clients::ClientRecord;
+use ucca_actors::oauth::{is_valid_verifier, parse_scope};
 use ucca_actors::secret::Secret;
-use ucca_actors::tokens::{Issue, IssueAccessToken, RevokeGrant};
+use ucca_actors::tokens::{Issue, IssueTokens, Refresh, RefreshTokens, RevokeGrant};
 
 use crate::client_auth::authenticate_client;
 use crate::errors::{ask, ApiError};
@@ -14,7 +17,7 @@ use crate::params::Params;
 use crate::state::AppState;
 
 pub fn configure(config: &mut web::ServiceConfig) {
-    config.route("/oauth/token", web::post().to(token));
+    config.service(web::resource("/oauth/token").wrap(crate::cors::for_browser_clients()).route(web::post().to(token)));
 }
 
 #[derive(Serialize)]
@@ -22,7 +25,21 @@ struct TokenResponse<'a> {
     access_token: &'a str,
     token_type: &'static str,
     expires_in: u64,
+    refresh_token: &'a str,
     scope: String,
+}
+
+fn token_response(state: &AppState, access_token: &Secret, refresh_token: &Secret, scopes: &[String]) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(TokenResponse {
+            access_token: access_token.expose(),
+            token_type: "Bearer",
+            expires_in: state.config.access_ttl,
+            refresh_token: refresh_token.expose(),
+            scope: scopes.join(" "),
+        })
 }
 
 /// Reads a form body, rejecting other content types and repeated parameters (RFC 6749 section 3.2).
@@ -43,11 +60,16 @@ async fn token(state: web::Data<AppState>, request: HttpRequest, body: web::Byte
     let form = read_form(&request, &body)?;
     let client = authenticate_client(&state, request.headers(), &form).await?;
 
+
     match form.get("grant_type") {
-        None => return Err(ApiError::bad_request("invalid_request", "grant_type is missing")),
-        Some("authorization_code") => {}
-        Some(_) => return Err(ApiError::bad_request("unsupported_grant_type", "only authorization_code is supported")),
+        None => Err(ApiError::bad_request("invalid_request", "grant_type is missing")),
+        Some("authorization_code") => exchange_code(&state, &form, client).await,
+        Some("refresh_token") => refresh(&state, &form, client).await,
+        Some(_) => Err(ApiError::bad_request("unsupported_grant_type", "only authorization_code and refresh_token are supported")),
     }
+}
+
+async fn exchange_code(state: &AppState, form: &Params, client: ClientRecord) -> Result<HttpResponse, ApiError> {
     let Some(code) = form.get("code") else { return Err(ApiError::bad_request("invalid_request", "code is missing")) };
     let Some(verifier) = form.get("code_verifier") else {
         return Err(ApiError::bad_request("invalid_request", "code_verifier is missing: PKCE is required"));
@@ -85,27 +107,53 @@ async fn token(state: web::Data<AppState>, request: HttpRequest, body: web::Byte
         }
     };
 
-    let issue = IssueAccessToken {
+    let issue = IssueTokens {
         grant_id,
         client_id: grant.client_id,
         user_id: grant.user_id,
         scopes: grant.scopes.clone(),
         resource: grant.resource,
-        ttl: state.config.access_ttl,
+        access_ttl: state.config.access_ttl,
+        refresh_ttl: state.config.refresh_ttl,
         now,
     };
-    let token = match ask(&state.services.tokens, issue).await? {
-        Issue::Issued { token, .. } => token,
-        Issue::GrantRevoked => return Err(ApiError::bad_request("invalid_grant", "the code was already used")),
-    };
+    match ask(&state.services.tokens, issue).await? {
+        Issue::Issued { access_token, refresh_token } => Ok(token_response(state, &access_token, &refresh_token, &grant.scopes)),
+        Issue::GrantRevoked => Err(ApiError::bad_request("invalid_grant", "the code was already used")),
+    }
+}
 
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::PRAGMA, "no-cache"))
-        .json(TokenResponse {
-            access_token: token.expose(),
-            token_type: "Bearer",
-            expires_in: state.config.access_ttl,
-            scope: grant.scopes.join(" "),
-        }))
+async fn refresh(state: &AppState, form: &Params, client: ClientRecord) -> Result<HttpResponse, ApiError> {
+    let Some(token) = form.get("refresh_token") else {
+        return Err(ApiError::bad_request("invalid_request", "refresh_token is missing"));
+    };
+    let scopes = match form.get("scope") {
+        None => None,
+        Some(raw) => Some(parse_scope(raw).ok_or_else(|| ApiError::bad_request("invalid_scope", "scope is malformed"))?),
+    };
+    // The audience cannot change on refresh; a resource other than the grant's is refused by the comparison below.
+    let resource = form.get("resource");
+    if resource.is_some_and(|resource| !state.is_known_resource(resource)) {
+        return Err(ApiError::bad_request("invalid_target", "resource is not a resource served by this server"));
+    }
+
+    let refresh = RefreshTokens {
+        token: Secret::from_presented(token).digest(),
+        client_id: client.client_id.clone(),
+        scopes,
+        resource: resource.map(str::to_string),
+        access_ttl: state.config.access_ttl,
+        refresh_ttl: state.config.refresh_ttl,
+        now: state.now(),
+    };
+    match ask(&state.services.tokens, refresh).await? {
+        Refresh::Refreshed { access_token, refresh_token, scopes } => Ok(token_response(state, &access_token, &refresh_token, &scopes)),
+        Refresh::Refused(reason) => Err(ApiError::bad_request("invalid_grant", reason)),
+        Refresh::ScopeExceeded => Err(ApiError::bad_request("invalid_scope", "scope exceeds what the original grant allowed")),
+        Refresh::WrongResource => Err(ApiError::bad_request("invalid_target", "resource differs from the one the grant was issued for")),
+        Refresh::ReuseDetected => Err(ApiError::bad_request(
+            "invalid_grant",
+            "the refresh token was already exchanged and its successor used; every token of this grant is now revoked",
+        )),
+    }
 }

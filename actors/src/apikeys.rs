@@ -1,0 +1,272 @@
+//! The ApiKeys actor: owns API keys, keyed by the SHA-256 of the key, and the index from key id to digest.
+//!
+//! A key reads `ucca_<tier>_<64 hex characters>`. The fixed prefix lets secret
+//! scanners recognise a leaked key and tells an operator its tier at a glance.
+
+use actix::{Actor, Handler, Message, SyncContext};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::UnixTime;
+use crate::codec::Record;
+use crate::secret::{random_id, Digest32, Secret, SECRET_BYTES};
+use crate::store::{Change, Store, StoreError, Table};
+
+/// Prefix shared by every key.
+pub const KEY_PREFIX: &str = "ucca_";
+/// How stale `last_used_at` may get before a verification refreshes it, in seconds.
+const LAST_USED_GRANULARITY: u64 = 60;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    /// Plan name from the catalog, such as `developer`.
+    pub tier: String,
+    pub user_id: String,
+    pub subscription_id: Option<String>,
+    pub created_at: UnixTime,
+    pub last_used_at: Option<UnixTime>,
+    pub active: bool,
+}
+
+impl Record for ApiKeyRecord {
+    const KIND: &'static str = "API key";
+    const VERSION: u16 = 1;
+}
+
+/// Index entry from a key id to the key's digest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyIndex {
+    pub digest: Digest32,
+}
+
+impl Record for KeyIndex {
+    const KIND: &'static str = "API key index";
+    const VERSION: u16 = 1;
+}
+
+/// Whether a presented credential has the shape of an API key, so callers can tell keys from tokens without a lookup.
+pub fn looks_like_key(presented: &str) -> bool {
+    let Some(rest) = presented.strip_prefix(KEY_PREFIX) else { return false };
+    let Some((tier, secret)) = rest.rsplit_once('_') else { return false };
+    !tier.is_empty()
+        && tier.bytes().all(|b| b.is_ascii_lowercase())
+        && secret.len() == 2 * SECRET_BYTES
+        && secret.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn new_key(tier: &str) -> Secret {
+    Secret::from_presented(format!("{KEY_PREFIX}{tier}_{}", Secret::generate(SECRET_BYTES).expose()))
+}
+
+pub struct ApiKeys {
+    store: Store,
+    keys: Table<ApiKeyRecord>,
+    ids: Table<KeyIndex>,
+}
+
+impl ApiKeys {
+    pub fn new(store: Store) -> Result<ApiKeys, StoreError> {
+        Ok(ApiKeys { keys: store.table("api_keys")?, ids: store.table("api_key_ids")?, store })
+    }
+
+    fn insert(&self, record: &ApiKeyRecord) -> Result<Secret, StoreError> {
+        let key = new_key(&record.tier);
+        self.keys.put(key.digest().as_bytes(), record)?;
+        self.ids.put(record.id.as_bytes(), &KeyIndex { digest: key.digest() })?;
+        Ok(key)
+    }
+
+    fn set_inactive(&self, digest: &Digest32) -> Result<bool, StoreError> {
+        self.keys.modify(digest.as_bytes(), |current| match current {
+            Some(record) if record.active => (Change::Put(ApiKeyRecord { active: false, ..record }), true),
+            _ => (Change::Keep, false),
+        })
+    }
+}
+
+impl Actor for ApiKeys {
+    type Context = SyncContext<Self>;
+}
+
+/// Creates a key for a user on a plan the caller has checked exists.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<CreatedKey, StoreError>")]
+pub struct CreateKey {
+    pub user_id: String,
+    pub tier: String,
+    pub subscription_id: Option<String>,
+    pub now: UnixTime,
+}
+
+/// A new key, in clear text for the one response that shows it.
+#[derive(Debug)]
+pub struct CreatedKey {
+    pub record: ApiKeyRecord,
+    pub key: Secret,
+}
+
+impl Handler<CreateKey> for ApiKeys {
+    type Result = Result<CreatedKey, StoreError>;
+
+    fn handle(&mut self, message: CreateKey, _: &mut Self::Context) -> Self::Result {
+        let record = ApiKeyRecord {
+            id: random_id(12),
+            tier: message.tier,
+            user_id: message.user_id,
+            subscription_id: message.subscription_id,
+            created_at: message.now,
+            last_used_at: None,
+            active: true,
+        };
+        let key = self.insert(&record)?;
+        self.store.commit()?;
+        tracing::info!(target: "ucca::security", key_id = %record.id, user_id = %record.user_id, tier = %record.tier, "API key created");
+        Ok(CreatedKey { record, key })
+    }
+}
+
+/// Checks a presented key; an active key's last-use time is refreshed.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<ApiKeyRecord>, StoreError>")]
+pub struct VerifyKey {
+    pub key: Digest32,
+    pub now: UnixTime,
+}
+
+impl Handler<VerifyKey> for ApiKeys {
+    type Result = Result<Option<ApiKeyRecord>, StoreError>;
+
+    fn handle(&mut self, message: VerifyKey, _: &mut Self::Context) -> Self::Result {
+        let Some(record) = self.keys.get(message.key.as_bytes())? else { return Ok(None) };
+        if !record.active {
+            return Ok(None);
+        }
+        if record.last_used_at.is_none_or(|last| message.now >= last + LAST_USED_GRANULARITY) {
+            // Not committed: last use is informational, and the periodic flush persists it.
+            self.keys.modify(message.key.as_bytes(), |current| match current {
+                Some(current) => (Change::Put(ApiKeyRecord { last_used_at: Some(message.now), ..current }), ()),
+                None => (Change::Keep, ()),
+            })?;
+        }
+        Ok(Some(record))
+    }
+}
+
+/// Lists a user's keys, active or not, ordered by creation time.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<ApiKeyRecord>, StoreError>")]
+pub struct ListKeys {
+    pub user_id: String,
+}
+
+impl Handler<ListKeys> for ApiKeys {
+    type Result = Result<Vec<ApiKeyRecord>, StoreError>;
+
+    fn handle(&mut self, message: ListKeys, _: &mut Self::Context) -> Self::Result {
+        // NOTE: a full scan; keys per server number in the thousands at most.
+        let mut keys: Vec<ApiKeyRecord> = self
+            .keys
+            .entries()
+            .filter_map(|entry| match entry {
+                Ok((_, record)) if record.user_id == message.user_id => Some(Ok(record)),
+                Ok(_) => None,
+                Err(error) => Some(Err(error)),
+            })
+            .collect::<Result<_, _>>()?;
+        keys.sort_by_key(|record| (record.created_at, record.id.clone()));
+        Ok(keys)
+    }
+}
+
+/// Fetches a key's record by id.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<ApiKeyRecord>, StoreError>")]
+pub struct GetKey {
+    pub id: String,
+}
+
+impl Handler<GetKey> for ApiKeys {
+    type Result = Result<Option<ApiKeyRecord>, StoreError>;
+
+    fn handle(&mut self, message: GetKey, _: &mut Self::Context) -> Self::Result {
+        let Some(index) = self.ids.get(message.id.as_bytes())? else { return Ok(None) };
+        self.keys.get(index.digest.as_bytes())
+    }
+}
+
+/// Deactivates a key at once.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<KeyChange, StoreError>")]
+pub struct DeactivateKey {
+    pub id: String,
+}
+
+#[derive(Debug)]
+pub enum KeyChange {
+    Done,
+    AlreadyInactive,
+    NotFound,
+}
+
+impl Handler<DeactivateKey> for ApiKeys {
+    type Result = Result<KeyChange, StoreError>;
+
+    fn handle(&mut self, message: DeactivateKey, _: &mut Self::Context) -> Self::Result {
+        let Some(index) = self.ids.get(message.id.as_bytes())? else { return Ok(KeyChange::NotFound) };
+        if !self.set_inactive(&index.digest)? {
+            return Ok(KeyChange::AlreadyInactive);
+        }
+        self.store.commit()?;
+        tracing::info!(target: "ucca::security", key_id = %message.id, "API key deactivated");
+        Ok(KeyChange::Done)
+    }
+}
+
+/// Replaces an active key with a new one of the same tier, user and subscription; the old key stops working at once.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Rotation, StoreError>")]
+pub struct RotateKey {
+    pub id: String,
+    pub now: UnixTime,
+}
+
+#[derive(Debug)]
+pub enum Rotation {
+    Rotated(CreatedKey),
+    Inactive,
+    NotFound,
+}
+
+impl Handler<RotateKey> for ApiKeys {
+    type Result = Result<Rotation, StoreError>;
+
+    fn handle(&mut self, message: RotateKey, _: &mut Self::Context) -> Self::Result {
+        let Some(index) = self.ids.get(message.id.as_bytes())? else { return Ok(Rotation::NotFound) };
+        let Some(old) = self.keys.get(index.digest.as_bytes())? else { return Ok(Rotation::NotFound) };
+        // Deactivating first decides a race between two rotations: only one sees the key active.
+        if !self.set_inactive(&index.digest)? {
+            return Ok(Rotation::Inactive);
+        }
+
+        let record = ApiKeyRecord { id: random_id(12), created_at: message.now, last_used_at: None, active: true, ..old };
+        let key = self.insert(&record)?;
+        self.store.commit()?;
+        tracing::info!(target: "ucca::security", old_key_id = %message.id, key_id = %record.id, "API key rotated");
+        Ok(Rotation::Rotated(CreatedKey { record, key }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_have_the_recognisable_shape() {
+        let key = new_key("developer");
+        assert!(key.expose().starts_with("ucca_developer_"));
+        assert!(looks_like_key(key.expose()));
+        assert!(!looks_like_key(&"a".repeat(96)));
+        assert!(!looks_like_key("ucca_developer_short"));
+        assert!(!looks_like_key(&format!("ucca__{}", "a".repeat(64))));
+    }
+}
