@@ -16,12 +16,10 @@ use ucca_actors::mailer::{MailConfig, MailTransport};
 use ucca_actors::oauth::parse_scope;
 use ucca_actors::{Clock, Services, ServicesConfig, Store, StoreError, SystemClock};
 use ucca_auth::settings::{AddClientArgs, ExportArgs, ImportArgs, ServeArgs, Settings, SettingsError, StoreArgs};
-use ucca_auth::startup::outbox_dir;
+use ucca_auth::startup::{load_catalog, outbox_dir};
 
-/// Subdirectory of the data directory that holds the store, where start-up opens it.
+/// Subdirectory of the data directory that contains the store, where start-up opens it.
 const STORE_DIR: &str = "store";
-/// The catalog `serve` uses when no --catalog is given.
-const DEFAULT_CATALOG: &str = include_str!("../data/catalog.toml");
 /// The client name and redirect URI limits of `POST /ops/clients`.
 // NOTE: copies of private constants in ucca-web's ops module; keep them equal.
 const MAX_CLIENT_NAME_LEN: usize = 200;
@@ -166,10 +164,7 @@ pub fn import(args: ImportArgs) -> Result<(), AdminError> {
 /// `ucca-auth client add`: registers a client through the Clients actor and prints its credentials.
 pub fn add_client(args: AddClientArgs) -> Result<(), AdminError> {
     let settings = resolve(&args.store, args.catalog.clone())?;
-    let catalog = match &settings.catalog {
-        Some(path) => Catalog::load(path)?,
-        None => Catalog::from_toml("built-in catalog", DEFAULT_CATALOG)?,
-    };
+    let catalog = load_catalog(&settings)?;
 
     let name = args.name.trim().to_string();
     if name.is_empty() || name.len() > MAX_CLIENT_NAME_LEN || name.chars().any(char::is_control) {
@@ -198,7 +193,7 @@ pub fn add_client(args: AddClientArgs) -> Result<(), AdminError> {
         scopes,
         now: SystemClock.now(),
     };
-    let registered = register(store, &settings, registration)?;
+    let registered = register(store, &settings, catalog, registration)?;
 
     println!("client_id: {}", registered.client.client_id);
     if let Some(secret) = &registered.secret {
@@ -209,7 +204,7 @@ pub fn add_client(args: AddClientArgs) -> Result<(), AdminError> {
 
 /// Starts the actors on `store` inside a short-lived actix system and sends the registration to the Clients actor,
 /// which commits it before replying.
-fn register(store: Store, settings: &Settings, registration: RegisterClient) -> Result<Registered, AdminError> {
+fn register(store: Store, settings: &Settings, catalog: Catalog, registration: RegisterClient) -> Result<Registered, AdminError> {
     let from = "ucca-auth <no-reply@localhost>"
         .parse()
         .map_err(|error| AdminError::Register(format!("invalid sender address: {error}")))?;
@@ -221,11 +216,12 @@ fn register(store: Store, settings: &Settings, registration: RegisterClient) -> 
         // Long enough that no sweep runs during this command.
         sweep_interval: Duration::from_secs(24 * 3600),
         usage_retention: settings.usage_retention_days * 86_400,
+        billing_grace: settings.billing_grace_days * 86_400,
     };
 
     actix_web::rt::System::new().block_on(async move {
         let (services, sweeper) =
-            Services::start(store, config, Arc::new(SystemClock)).map_err(|error| AdminError::Register(error.to_string()))?;
+            Services::start(store, config, Arc::new(catalog), Arc::new(SystemClock)).map_err(|error| AdminError::Register(error.to_string()))?;
         let reply = services.clients.send(registration).await;
         sweeper.stop().await;
         match reply {

@@ -33,13 +33,13 @@ pub enum Command {
     Client(ClientCommand),
 }
 
-/// Where an offline command finds the store: the data directory `serve` uses.
+/// The data directory of an offline command, the same one `serve` uses.
 #[derive(Debug, Clone, Default, Args)]
 pub struct StoreArgs {
     /// TOML settings file; offline commands read only its data_dir and catalog, which flags and environment variables override [default: unset].
     #[arg(long, env = "UCCA_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Directory that holds the store; no server may be running on it [default: ./var].
+    /// Directory that contains the store; no server may be running on it [default: ./var].
     #[arg(long, env = "UCCA_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 }
@@ -142,6 +142,9 @@ pub struct ServeArgs {
     /// Days to keep usage events [default: 396, about 13 months].
     #[arg(long, env = "UCCA_USAGE_RETENTION_DAYS", value_name = "DAYS")]
     pub usage_retention_days: Option<u64>,
+    /// Days a subscription stays active after a failed payment [default: 7].
+    #[arg(long, env = "UCCA_BILLING_GRACE_DAYS", value_name = "DAYS")]
+    pub billing_grace_days: Option<u64>,
 }
 
 /// The same settings as they may appear in the TOML file.
@@ -160,6 +163,7 @@ struct FileSettings {
     mail_from: Option<String>,
     trusted_proxies: Option<Vec<IpAddr>>,
     usage_retention_days: Option<u64>,
+    billing_grace_days: Option<u64>,
     #[serde(default)]
     forward_auth: ForwardAuthSettings,
 }
@@ -195,7 +199,11 @@ pub struct Settings {
     pub trusted_proxies: Vec<IpAddr>,
     /// Days.
     pub usage_retention_days: u64,
+    /// Days.
+    pub billing_grace_days: u64,
     pub ops_api_key: Option<Secret>,
+    /// From `UCCA_STRIPE_WEBHOOK_SECRET` only.
+    pub stripe_webhook_secret: Option<Secret>,
     /// HTTP worker threads on the public listener.
     pub http_workers: usize,
 }
@@ -227,13 +235,16 @@ impl Settings {
             mail_from: None,
             trusted_proxies: Vec::new(),
             usage_retention_days: 396,
+            billing_grace_days: 7,
             ops_api_key: None,
+            stripe_webhook_secret: None,
             http_workers: std::thread::available_parallelism().map_or(2, |cores| cores.get()),
         }
     }
 
     /// Resolves flags and their environment variables over the file they name over the defaults.
-    /// `OPS_API_KEY` is read from the environment only, so it never appears in a process listing.
+    /// `OPS_API_KEY` and `UCCA_STRIPE_WEBHOOK_SECRET` are read from the environment
+    /// only, so they never appear in a process listing.
     pub fn resolve(args: ServeArgs) -> Result<Settings, SettingsError> {
         let file = match &args.config {
             Some(path) => read_file(path)?,
@@ -241,6 +252,8 @@ impl Settings {
         };
         let defaults = Settings::defaults();
         let ops_api_key = std::env::var("OPS_API_KEY").ok().filter(|key| !key.is_empty()).map(Secret::from_presented);
+        let stripe_webhook_secret =
+            std::env::var("UCCA_STRIPE_WEBHOOK_SECRET").ok().filter(|key| !key.is_empty()).map(Secret::from_presented);
 
         let settings = Settings {
             bind: args.bind.or(file.bind).unwrap_or(defaults.bind),
@@ -256,7 +269,9 @@ impl Settings {
             mail_from: args.mail_from.or(file.mail_from),
             trusted_proxies: args.trusted_proxies.or(file.trusted_proxies).unwrap_or_default(),
             usage_retention_days: args.usage_retention_days.or(file.usage_retention_days).unwrap_or(defaults.usage_retention_days),
+            billing_grace_days: args.billing_grace_days.or(file.billing_grace_days).unwrap_or(defaults.billing_grace_days),
             ops_api_key,
+            stripe_webhook_secret,
             http_workers: defaults.http_workers,
         };
         if settings.access_ttl == 0 || settings.access_ttl > 86_400 {

@@ -62,10 +62,7 @@ impl Application {
             Some(path) => Corpus::load(path)?,
             None => Corpus::from_json("built-in demo corpus", DEMO_CORPUS)?,
         };
-        let catalog = match &settings.catalog {
-            Some(path) => Catalog::load(path)?,
-            None => Catalog::from_toml("built-in catalog", DEFAULT_CATALOG)?,
-        };
+        let catalog = Arc::new(load_catalog(&settings)?);
 
         let public_listener = bind(settings.bind)?;
         let ops_listener = bind(settings.ops_bind)?;
@@ -83,8 +80,9 @@ impl Application {
             mail,
             sweep_interval: SWEEP_INTERVAL,
             usage_retention: settings.usage_retention_days * 86_400,
+            billing_grace: settings.billing_grace_days * 86_400,
         };
-        let (services, sweeper) = Services::start(store.clone(), services_config, clock.clone())?;
+        let (services, sweeper) = Services::start(store.clone(), services_config, catalog.clone(), clock.clone())?;
 
         let web_config = WebConfig {
             issuer: issuer.clone(),
@@ -93,10 +91,11 @@ impl Application {
             forward_auth_routes: settings.forward_auth_routes.clone(),
             trusted_proxies: settings.trusted_proxies.clone(),
             ops_api_key: settings.ops_api_key.clone(),
+            stripe_webhook_secret: settings.stripe_webhook_secret.clone(),
             http_workers: settings.http_workers,
             shutdown_timeout: SHUTDOWN_TIMEOUT,
         };
-        let state = AppState::new(services.clone(), Arc::new(corpus), Arc::new(catalog), web_config, clock);
+        let state = AppState::new(services.clone(), Arc::new(corpus), catalog, web_config, clock);
         let public = ucca_web::public_server(public_listener, state.clone())?;
         let ops = ucca_web::ops_server(ops_listener, state)?;
 
@@ -158,6 +157,14 @@ async fn futures_join(public: Server, ops: Server) -> (std::io::Result<()>, std:
 
 fn flatten(joined: Result<std::io::Result<()>, actix_web::rt::task::JoinError>) -> std::io::Result<()> {
     joined.map_err(std::io::Error::other)?
+}
+
+/// Loads the catalog the settings name, or the built-in one.
+pub fn load_catalog(settings: &Settings) -> Result<Catalog, CatalogError> {
+    match &settings.catalog {
+        Some(path) => Catalog::load(path),
+        None => Catalog::from_toml("built-in catalog", DEFAULT_CATALOG),
+    }
 }
 
 fn bind(address: SocketAddr) -> Result<TcpListener, StartupError> {

@@ -4,25 +4,54 @@
 //! A person is a user with an opaque id; the email is only an attribute and an
 //! index entry. The first magic link confirmed for an address creates the user.
 
+use std::net::IpAddr;
+
 use actix::{Actor, Handler, Message, SyncContext};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
 use crate::clock::UnixTime;
 use crate::codec::Record;
+use crate::phone::{PhoneBook, PhoneConfig};
+use crate::ratelimit::{self, Admission, Limit, LimitWindow};
 use crate::secret::{random_id, Digest32, Secret, SECRET_BYTES};
 use crate::store::{Change, Store, StoreError, Table};
 
-/// Lifetimes of sign-in artefacts, in seconds.
-#[derive(Debug, Clone, Copy)]
+/// Lifetimes of sign-in artefacts, in seconds, and the abuse limits on sign-in and phone verification.
+#[derive(Debug, Clone)]
 pub struct AccountsConfig {
     pub link_ttl: u64,
     pub session_idle_ttl: u64,
     pub session_absolute_ttl: u64,
+    pub link_limits: LinkLimits,
+    pub phone: PhoneConfig,
 }
 
 impl Default for AccountsConfig {
     fn default() -> Self {
-        AccountsConfig { link_ttl: 15 * 60, session_idle_ttl: 14 * 86_400, session_absolute_ttl: 30 * 86_400 }
+        AccountsConfig {
+            link_ttl: 15 * 60,
+            session_idle_ttl: 14 * 86_400,
+            session_absolute_ttl: 30 * 86_400,
+            link_limits: LinkLimits::default(),
+            phone: PhoneConfig::default(),
+        }
+    }
+}
+
+/// Limits on sign-in link requests, so the server cannot be used to flood a mailbox.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkLimits {
+    /// Links mailed to one address.
+    pub per_address: Limit,
+    /// Links requested from one IP address, for any addresses.
+    pub per_ip: Limit,
+}
+
+impl Default for LinkLimits {
+    fn default() -> Self {
+        // Five links an hour covers a person who mistypes or loses a few; thirty per IP leaves room for a shared office address.
+        LinkLimits { per_address: Limit::per_hour(5), per_ip: Limit::per_hour(30) }
     }
 }
 
@@ -114,6 +143,10 @@ pub struct Accounts {
     sessions: Table<SessionRecord>,
     entitlements: Table<EntitlementRecord>,
     consents: Table<ConsentRecord>,
+    link_browsers: Table<LinkBinding>,
+    session_index: Table<SessionIndexEntry>,
+    link_limits: Table<LimitWindow>,
+    phone_book: PhoneBook,
 }
 
 impl Accounts {
@@ -125,9 +158,18 @@ impl Accounts {
             sessions: store.table("sessions")?,
             entitlements: store.table("entitlements")?,
             consents: store.table("consents")?,
+            link_browsers: store.table("link_browsers")?,
+            session_index: store.table("session_index")?,
+            link_limits: store.table("link_limits")?,
+            phone_book: PhoneBook::new(store.clone(), config.phone.clone())?,
             config,
             store,
         })
+    }
+
+    /// The phone trees, for the phone verification handlers in [`crate::phone`].
+    pub(crate) fn phone_book(&self) -> &PhoneBook {
+        &self.phone_book
     }
 
     fn session_expired(&self, session: &SessionRecord, now: UnixTime) -> bool {
@@ -344,6 +386,21 @@ impl Handler<SetEntitlements> for Accounts {
         self.store.commit()?;
         tracing::info!(target: "ucca::security", user_id = %user.user_id, scopes = %record.scopes.join(" "), "entitlements set");
         Ok(user)
+    }
+}
+
+/// Fetches a user by id.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<UserRecord>, StoreError>")]
+pub struct GetUser {
+    pub user_id: String,
+}
+
+impl Handler<GetUser> for Accounts {
+    type Result = Result<Option<UserRecord>, StoreError>;
+
+    fn handle(&mut self, message: GetUser, _: &mut Self::Context) -> Self::Result {
+        self.users.get(message.user_id.as_bytes())
     }
 }
 

@@ -71,6 +71,13 @@ pub struct Plan {
     pub price_aud_monthly: Option<u32>,
     pub ecosystem_price_aud_monthly: Option<u32>,
     pub includes_labour_market: bool,
+    /// Whether this plan is the corpus subscription, whose holders pay ecosystem prices on other plans.
+    #[serde(default)]
+    pub corpus: bool,
+    /// The payment provider's price id for the standard price.
+    pub stripe_price_id: Option<String>,
+    /// The payment provider's price id for the ecosystem price.
+    pub stripe_ecosystem_price_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,6 +166,17 @@ impl Catalog {
             })
             .collect();
 
+        if file.plans.values().filter(|plan| plan.corpus).count() > 1 {
+            return Err(invalid("only one plan may be the corpus subscription".into()));
+        }
+        let mut price_ids = BTreeSet::new();
+        for plan in file.plans.values() {
+            for price_id in [&plan.stripe_price_id, &plan.stripe_ecosystem_price_id].into_iter().flatten() {
+                if !price_ids.insert(price_id.clone()) {
+                    return Err(invalid(format!("price id {price_id} appears twice; each must buy exactly one plan")));
+                }
+            }
+        }
         for (name, plan) in &file.plans {
             if !names.contains(&plan.scope) {
                 return Err(invalid(format!("plan {name} grants scope {}, which is not defined", plan.scope)));
@@ -215,6 +233,32 @@ impl Catalog {
 
     pub fn plan(&self, name: &str) -> Option<&Plan> {
         self.plans.get(name)
+    }
+
+    /// The plan a payment provider's price id buys.
+    pub fn plan_for_price(&self, price_id: &str) -> Option<&str> {
+        self.plans
+            .iter()
+            .find(|(_, plan)| {
+                plan.stripe_price_id.as_deref() == Some(price_id) || plan.stripe_ecosystem_price_id.as_deref() == Some(price_id)
+            })
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// The monthly price of a plan in AUD: the ecosystem price while the customer
+    /// holds an active corpus subscription, the standard price otherwise.
+    pub fn price(&self, plan: &str, ecosystem: bool) -> Option<u32> {
+        let plan = self.plans.get(plan)?;
+        if ecosystem {
+            plan.ecosystem_price_aud_monthly.or(plan.price_aud_monthly)
+        } else {
+            plan.price_aud_monthly
+        }
+    }
+
+    /// The corpus subscription's plan, if the catalog has one.
+    pub fn corpus_plan(&self) -> Option<&str> {
+        self.plans.iter().find(|(_, plan)| plan.corpus).map(|(name, _)| name.as_str())
     }
 
     pub fn plans(&self) -> impl Iterator<Item = (&str, &Plan)> {
@@ -318,6 +362,16 @@ mod tests {
         assert_eq!(plan(&["rtopacks:operational", "rtopacks:professional"]), Some("professional"));
         assert_eq!(plan(&["rtopacks:enterprise"]), Some("enterprise"));
         assert_eq!(plan(&["ucco:framework"]), None);
+    }
+
+    #[test]
+    fn price_ids_map_to_plans() {
+        let catalog = shipped();
+        assert_eq!(catalog.plan_for_price("price_ucca_developer_standard"), Some("developer"));
+        assert_eq!(catalog.plan_for_price("price_ucca_developer_ecosystem"), Some("developer"));
+        assert_eq!(catalog.plan_for_price("price_ucca_corpus"), Some("operational"));
+        assert_eq!(catalog.plan_for_price("price_unknown"), None);
+        assert_eq!(catalog.corpus_plan(), Some("operational"));
     }
 
     #[test]

@@ -184,3 +184,31 @@ impl Handler<DeactivateClient> for Clients {
         Ok(outcome)
     }
 }
+
+/// Replaces a confidential client's secret with a new one, shown once to the caller.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<Secret>, StoreError>")]
+pub struct ReplaceClientSecret {
+    pub client_id: String,
+}
+
+impl Handler<ReplaceClientSecret> for Clients {
+    type Result = Result<Option<Secret>, StoreError>;
+
+    fn handle(&mut self, message: ReplaceClientSecret, _: &mut Self::Context) -> Self::Result {
+        let secret = Secret::generate(SECRET_BYTES);
+        let digest = secret.digest();
+        let replaced = self.clients.modify(message.client_id.as_bytes(), |current| match current {
+            Some(client) if client.active && client.auth_method.is_confidential() => {
+                (Change::Put(ClientRecord { secret_digest: Some(digest), ..client }), true)
+            }
+            _ => (Change::Keep, false),
+        })?;
+        if !replaced {
+            return Ok(None);
+        }
+        self.store.commit()?;
+        tracing::info!(target: "ucca::security", client_id = %message.client_id, "client secret replaced");
+        Ok(Some(secret))
+    }
+}

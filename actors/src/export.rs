@@ -2,8 +2,8 @@
 //! typed record struct, so a backup outlives a change of the bincode layout.
 //!
 //! This module works on a [`Store`] the caller has opened, which holds the
-//! store's lock, so no server runs on it meanwhile. It knows nothing of files
-//! or flags. Secrets stay as the SHA-256 digests the store holds.
+//! store's lock, so no server runs on it meanwhile. It reads no files and
+//! parses no flags. Secrets stay as the SHA-256 digests the store keeps.
 //!
 //! The format is JSON lines:
 //!
@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::apikeys::{ApiKeyRecord, KeyIndex};
+use crate::billing::{CustomerLink, PendingEvent, ProcessedEvent, SubscriptionRecord, UserBilling};
 use crate::quotas::{IpWindow, QuotaRecord};
 use crate::usage::UsageEvent;
 use crate::accounts::{ConsentRecord, EntitlementRecord, LinkRecord, SessionRecord, UserRecord};
@@ -34,7 +35,7 @@ pub const FORMAT: &str = "ucca-auth-export";
 /// The version of the line layout described in the module documentation.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// How the records of one tree convert between the stored envelope and JSON.
+/// The conversion of one tree's records between the stored envelope and JSON.
 struct TreeFormat {
     tree: &'static str,
     kind: &'static str,
@@ -76,6 +77,11 @@ const TREES: &[TreeFormat] = &[
     TreeFormat::of::<QuotaRecord>("quota_counters", None),
     TreeFormat::of::<IpWindow>("ip_windows", None),
     TreeFormat::of::<UsageEvent>("usage", None),
+    TreeFormat::of::<SubscriptionRecord>("subscriptions", None),
+    TreeFormat::of::<ProcessedEvent>("billing_events", None),
+    TreeFormat::of::<CustomerLink>("billing_customers", None),
+    TreeFormat::of::<UserBilling>("billing_users", None),
+    TreeFormat::of::<PendingEvent>("billing_pending", None),
 ];
 
 /// The email index entry as the Accounts actor stores it.
@@ -337,8 +343,8 @@ fn parse_record(header: &Header, value: Value) -> Result<(&'static str, Vec<u8>,
     let format = format_of(&line.tree).ok_or_else(|| format!("tree {:?} is not known to this build", line.tree))?;
 
     // An older record version is read with today's struct, which fills fields
-    // added since with their defaults; a newer one may mean fields this build
-    // would drop, so it is rejected.
+    // added since then with their defaults. A newer version may carry fields
+    // this build would drop, so it is rejected.
     let exported_version = header
         .record_versions
         .get(format.tree)
@@ -363,7 +369,7 @@ fn parse_record(header: &Header, value: Value) -> Result<(&'static str, Vec<u8>,
     Ok((format.tree, key, bytes))
 }
 
-/// How many records each tree of `store` holds, for trees that hold any.
+/// Counts the records in each tree of `store`, leaving out empty trees.
 pub fn store_contents(store: &Store) -> Result<RecordCounts, StoreError> {
     let mut counts = RecordCounts::default();
     for tree in store.tree_names() {
@@ -458,10 +464,12 @@ mod tests {
             },
             sweep_interval: Duration::from_secs(3600),
             usage_retention: 400 * 86_400,
+            billing_grace: 7 * 86_400,
         };
         // Starting every actor opens every tree the running server writes.
         actix::System::new().block_on(async {
-            let (_services, sweeper) = Services::start(store.clone(), config, Arc::new(ManualClock::new(0))).unwrap();
+            let catalog = crate::catalog::Catalog::from_toml("catalog", include_str!("../../data/catalog.toml")).unwrap();
+            let (_services, sweeper) = Services::start(store.clone(), config, Arc::new(catalog), Arc::new(ManualClock::new(0))).unwrap();
             sweeper.stop().await;
         });
 

@@ -9,12 +9,14 @@
 
 pub mod accounts;
 pub mod apikeys;
+pub mod billing;
 pub mod catalog;
 pub mod clients;
 pub mod clock;
 pub mod codec;
 pub mod codes;
 pub mod corpus;
+pub mod entitlements;
 pub mod export;
 pub mod mailer;
 pub mod oauth;

@@ -52,34 +52,41 @@ fn is_loopback(url: &Url) -> bool {
 }
 
 /// Finds the registered redirect URI that `requested` matches: the same
-/// string, or for a loopback http URI the same URI on another port
-/// (RFC 8252 section 7.3, because native apps bind an ephemeral port).
+/// string, or for a loopback http URI the same string apart from the port
+/// (RFC 8252 section 7.3, because native apps bind an ephemeral port). The
+/// comparison is textual, so no normalisation (dot segments, percent
+/// escapes, host spellings) can make two different strings match.
 pub fn match_redirect_uri<'a>(registered: &'a [String], requested: &str) -> Option<&'a str> {
     if let Some(exact) = registered.iter().find(|candidate| candidate.as_str() == requested) {
         return Some(exact);
     }
 
-    let requested_url = Url::parse(requested).ok()?;
-    if requested_url.scheme() != "http" || !is_loopback(&requested_url) {
-        return None;
-    }
-    let requested_without_port = without_port(requested_url);
+    let requested_without_port = loopback_without_port(requested)?;
     registered
         .iter()
-        .find(|candidate| {
-            Url::parse(candidate)
-                .ok()
-                .filter(|url| url.scheme() == "http" && is_loopback(url))
-                .map(without_port)
-                .is_some_and(|url| url == requested_without_port)
-        })
+        .find(|candidate| loopback_without_port(candidate).is_some_and(|text| text == requested_without_port))
         .map(String::as_str)
 }
 
-fn without_port(mut url: Url) -> String {
-    // Loopback http URLs always have a host, so clearing the port cannot fail.
-    let _ = url.set_port(None);
-    url.to_string()
+/// The loopback hosts RFC 8252 section 7.3 lets a native app listen on, as written in a URI.
+const LOOPBACK_HOSTS: [&str; 3] = ["127.0.0.1", "[::1]", "localhost"];
+
+/// For `http://<loopback host>[:port]<rest>`, the same text without `:port`; `None` for anything else.
+fn loopback_without_port(uri: &str) -> Option<String> {
+    let rest = uri.strip_prefix("http://")?;
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let host = match authority.rsplit_once(':') {
+        // An IPv6 literal contains colons, so only a colon after its closing bracket starts a port.
+        Some((host, port)) if !port.contains(']') => {
+            if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            host
+        }
+        _ => authority,
+    };
+    LOOPBACK_HOSTS.contains(&host).then(|| format!("http://{host}{tail}"))
 }
 
 /// Checks that a code challenge has the form S256 produces: 43 base64url characters (RFC 7636 section 4.2).
@@ -165,6 +172,27 @@ mod tests {
         assert_eq!(match_redirect_uri(&registered, "https://app.example:8443/cb"), None);
         assert_eq!(match_redirect_uri(&registered, "https://app.example/cb/"), None);
         assert_eq!(match_redirect_uri(&registered, "https://app.example/cb"), Some("https://app.example/cb"));
+    }
+
+    #[test]
+    fn loopback_matching_is_textual_apart_from_the_port() {
+        let registered = vec!["http://127.0.0.1:7000/cb".to_string(), "http://[::1]/cb".to_string()];
+        let cases = [
+            ("other port", "http://127.0.0.1:51000/cb", true),
+            ("no port", "http://127.0.0.1/cb", true),
+            ("ipv6 with port", "http://[::1]:6000/cb", true),
+            ("dot segments", "http://127.0.0.1:7000/x/../cb", false),
+            ("encoded dot segments", "http://127.0.0.1:7000/x/%2e%2e/cb", false),
+            ("backslashes", "http://127.0.0.1:7000/x\\..\\cb", false),
+            ("short ipv4 form", "http://127.1:7000/cb", false),
+            ("upper-case scheme", "HTTP://127.0.0.1:7000/cb", false),
+            ("empty port", "http://127.0.0.1:/cb", false),
+            ("other host", "http://127.0.0.2:7000/cb", false),
+            ("trailing slash", "http://127.0.0.1:7000/cb/", false),
+        ];
+        for (description, requested, matches) in cases {
+            assert_eq!(match_redirect_uri(&registered, requested).is_some(), matches, "{description}: {requested}");
+        }
     }
 
     #[test]

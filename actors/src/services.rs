@@ -7,6 +7,8 @@ use actix::{Actor, Addr, SyncArbiter};
 
 use crate::accounts::{Accounts, AccountsConfig};
 use crate::apikeys::ApiKeys;
+use crate::billing::Billing;
+use crate::catalog::Catalog;
 use crate::quotas::Quotas;
 use crate::usage::{FlushUsage, Usage};
 use crate::clients::Clients;
@@ -26,6 +28,8 @@ pub struct ServicesConfig {
     pub sweep_interval: Duration,
     /// How long usage events are kept, in seconds.
     pub usage_retention: u64,
+    /// How long a subscription stays active after a failed payment, in seconds.
+    pub billing_grace: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,18 +53,27 @@ pub struct Services {
     pub quotas: Addr<Quotas>,
     /// One worker, because it buffers events in memory between batch writes.
     pub usage: Addr<Usage>,
+    pub billing: Addr<Billing>,
+    /// Seconds a subscription stays active after a failed payment.
+    pub billing_grace: u64,
+    pub catalog: Arc<Catalog>,
 }
 
 impl Services {
     /// Starts every actor pool and the sweeper. Must run inside an actix system.
-    pub fn start(store: Store, config: ServicesConfig, clock: Arc<dyn Clock>) -> Result<(Services, SweeperHandle), StartError> {
+    pub fn start(
+        store: Store,
+        config: ServicesConfig,
+        catalog: Arc<Catalog>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Services, SweeperHandle), StartError> {
         // Build one instance of each first, so a failure surfaces here rather than inside a worker thread.
         let clients = Clients::new(store.clone())?;
         let codes = Codes::new(store.clone())?;
         let tokens = Tokens::new(store.clone())?;
         let accounts = Accounts::new(store.clone(), config.accounts)?;
         let mailer = Mailer::new(config.mail.clone())?;
-        let others = (ApiKeys::new(store.clone())?, Quotas::new(store.clone())?, Usage::new(store.clone())?);
+        let others = (ApiKeys::new(store.clone())?, Quotas::new(store.clone())?, Usage::new(store.clone())?, Billing::new(store.clone())?);
         drop((clients, codes, tokens, accounts, mailer, others));
 
         let workers = config.workers.max(1);
@@ -77,6 +90,9 @@ impl Services {
             api_keys: start_pool(workers, &store, ApiKeys::new),
             quotas: start_pool(workers, &store, Quotas::new),
             usage: start_pool(1, &store, Usage::new),
+            billing: start_pool(workers, &store, Billing::new),
+            billing_grace: config.billing_grace,
+            catalog,
             mailer: {
                 let mail = config.mail.clone();
                 SyncArbiter::start(2, move || {

@@ -73,7 +73,7 @@ impl Store {
         self.committer.commit(|| self.db.flush().map(|_| ()).map_err(StoreError::from))
     }
 
-    /// Names of the trees opened through [`Store::tree`] or [`Store::table`], sorted.
+    /// Returns the names of the trees opened through [`Store::tree`] or [`Store::table`], sorted.
     ///
     /// sled's own default tree is left out: this interface never writes to it.
     pub fn tree_names(&self) -> Vec<String> {

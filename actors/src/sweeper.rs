@@ -7,7 +7,9 @@ use std::time::Duration;
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message};
 
 use crate::accounts::SweepAccounts;
-use crate::clock::Clock;
+use crate::billing::GraceEnded;
+use crate::entitlements::revoke_grants_beyond_held;
+use crate::clock::{Clock, UnixTime};
 use crate::codes::SweepCodes;
 use crate::services::Services;
 use crate::quotas::SweepQuotas;
@@ -23,11 +25,14 @@ pub struct Sweeper {
     interval: Duration,
     /// Seconds to keep usage events.
     usage_retention: u64,
+    /// The time up to which ended grace periods have been enforced.
+    grace_checked_until: UnixTime,
 }
 
 impl Sweeper {
     pub fn new(services: Services, clock: Arc<dyn Clock>, interval: Duration, usage_retention: u64) -> Sweeper {
-        Sweeper { services, clock, interval, usage_retention }
+        let grace_checked_until = clock.now();
+        Sweeper { services, clock, interval, usage_retention, grace_checked_until }
     }
 }
 
@@ -47,7 +52,9 @@ impl Actor for Sweeper {
             let services = sweeper.services.clone();
             let now = sweeper.clock.now();
             let retention = sweeper.usage_retention;
+            let since = std::mem::replace(&mut sweeper.grace_checked_until, now);
             actix::spawn(async move {
+                enforce_ended_grace(&services, since, now).await;
                 let results = [
                     ("codes", services.codes.send(SweepCodes { now }).await),
                     ("tokens", services.tokens.send(SweepTokens { now }).await),
@@ -78,5 +85,21 @@ impl Handler<StopSweeping> for Sweeper {
 
     fn handle(&mut self, _: StopSweeping, context: &mut Self::Context) {
         context.stop();
+    }
+}
+
+/// Revokes the grants of users whose grace period after a failed payment ended in `(since, now]`.
+async fn enforce_ended_grace(services: &Services, since: UnixTime, now: UnixTime) {
+    let ended = services.billing.send(GraceEnded { since, until: now, grace: services.billing_grace }).await;
+    let users = match ended {
+        Ok(Ok(users)) => users,
+        Ok(Err(error)) => return tracing::error!(%error, "grace period check failed"),
+        Err(error) => return tracing::error!(%error, "grace period check was not delivered"),
+    };
+    for user_id in users {
+        match revoke_grants_beyond_held(services, &services.catalog, &user_id, now).await {
+            Ok(revoked) => tracing::info!(target: "ucca::security", user_id = %user_id, revoked, "grace period ended; grants beyond the user's plans revoked"),
+            Err(error) => tracing::error!(%error, user_id = %user_id, "grants could not be revoked after the grace period"),
+        }
     }
 }

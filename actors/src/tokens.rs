@@ -48,6 +48,8 @@ pub struct TokenRecord {
     pub successor: Option<Digest32>,
     /// Refresh tokens: whether `successor` has been used; after that, presenting this token revokes the grant.
     pub successor_used: bool,
+    /// Refresh tokens: the access token issued together with this one, revoked with it when a later refresh replaces it.
+    pub paired_access: Option<Digest32>,
 }
 
 impl Record for TokenRecord {
@@ -59,6 +61,8 @@ impl Record for TokenRecord {
 pub struct GrantRecord {
     pub client_id: String,
     pub user_id: String,
+    /// The scopes consented to; a refresh may ask for these or fewer.
+    pub scopes: Vec<String>,
     pub revoked: bool,
     /// The latest expiry of any token issued under the grant; the sweeper removes the grant after it.
     pub expires_at: UnixTime,
@@ -134,6 +138,7 @@ impl Tokens {
                 let grant = GrantRecord {
                     client_id: claims.client_id.clone(),
                     user_id: claims.user_id.clone(),
+                    scopes: claims.scopes.clone(),
                     revoked: false,
                     expires_at,
                 };
@@ -153,7 +158,7 @@ impl Tokens {
     ) -> Result<(Secret, Secret), StoreError> {
         let access_token = Secret::generate(TOKEN_BYTES);
         let refresh_token = Secret::generate(TOKEN_BYTES);
-        let record = |kind, ttl, parent| TokenRecord {
+        let record = |kind, ttl, parent, paired_access| TokenRecord {
             kind,
             grant_id: claims.grant_id.clone(),
             client_id: claims.client_id.clone(),
@@ -166,10 +171,37 @@ impl Tokens {
             parent,
             successor: None,
             successor_used: false,
+            paired_access,
         };
-        self.tokens.put(access_token.digest().as_bytes(), &record(TokenKind::Access, access_ttl, None))?;
-        self.tokens.put(refresh_token.digest().as_bytes(), &record(TokenKind::Refresh, refresh_ttl, parent))?;
+        self.tokens.put(access_token.digest().as_bytes(), &record(TokenKind::Access, access_ttl, None, None))?;
+        let paired = Some(access_token.digest());
+        self.tokens.put(refresh_token.digest().as_bytes(), &record(TokenKind::Refresh, refresh_ttl, parent, paired))?;
         Ok((access_token, refresh_token))
+    }
+
+    /// Revokes every grant that `selected` picks and commits; returns how many.
+    fn revoke_grants_where(&self, selected: impl Fn(&GrantRecord) -> bool) -> Result<usize, StoreError> {
+        // NOTE: a full scan of grants; they are few per server and the sweeper removes expired ones.
+        let keys: Vec<Vec<u8>> = self
+            .grants
+            .entries()
+            .filter_map(|entry| match entry {
+                Ok((key, grant)) if selected(&grant) => Some(Ok(key)),
+                Ok(_) => None,
+                Err(error) => Some(Err(error)),
+            })
+            .collect::<Result<_, _>>()?;
+        let mut revoked = 0;
+        for key in keys {
+            revoked += self.grants.modify(&key, |current| match current {
+                Some(grant) if !grant.revoked => (Change::Put(GrantRecord { revoked: true, ..grant }), 1),
+                _ => (Change::Keep, 0),
+            })?;
+        }
+        if revoked > 0 {
+            self.store.commit()?;
+        }
+        Ok(revoked)
     }
 
     fn revoke_grant(&self, grant_id: &str, now: UnixTime) -> Result<(), StoreError> {
@@ -180,6 +212,7 @@ impl Tokens {
                 None => GrantRecord {
                     client_id: String::new(),
                     user_id: String::new(),
+                    scopes: Vec::new(),
                     revoked: true,
                     expires_at: now + REVOKED_GRANT_MEMORY,
                 },
@@ -262,17 +295,19 @@ impl Handler<RefreshTokens> for Tokens {
         if record.client_id != message.client_id {
             return Ok(Refresh::Refused("the refresh token was issued to another client"));
         }
-        if record.revoked || self.grant_is_revoked(&record.grant_id)? {
+        let grant = self.grants.get(record.grant_id.as_bytes())?;
+        let Some(grant) = grant.filter(|grant| !record.revoked && !grant.revoked) else {
             return Ok(Refresh::Refused("the refresh token was revoked"));
-        }
+        };
         if now >= record.expires_at {
             return Ok(Refresh::Refused("the refresh token expired"));
         }
         if message.resource.as_ref().is_some_and(|resource| *resource != record.resource) {
             return Ok(Refresh::WrongResource);
         }
+        // RFC 6749 section 6: a refresh may ask for any part of what the grant allowed, even after narrowing.
         let scopes = match message.scopes {
-            Some(requested) if requested.iter().any(|scope| !record.scopes.contains(scope)) => {
+            Some(requested) if requested.iter().any(|scope| !grant.scopes.contains(scope)) => {
                 return Ok(Refresh::ScopeExceeded);
             }
             Some(requested) => requested,
@@ -326,10 +361,20 @@ impl Handler<RefreshTokens> for Tokens {
             }
         };
         if let Some(replaced) = replaced {
-            self.tokens.modify(replaced.as_bytes(), |current| match current {
-                Some(current) => (Change::Put(TokenRecord { revoked: true, ..current }), ()),
-                None => (Change::Keep, ()),
+            // The replaced successor went to a response that was lost or superseded; its access token goes with it.
+            let paired = self.tokens.modify(replaced.as_bytes(), |current| match current {
+                Some(current) => {
+                    let paired = current.paired_access;
+                    (Change::Put(TokenRecord { revoked: true, ..current }), paired)
+                }
+                None => (Change::Keep, None),
             })?;
+            if let Some(paired) = paired {
+                self.tokens.modify(paired.as_bytes(), |current| match current {
+                    Some(current) => (Change::Put(TokenRecord { revoked: true, ..current }), ()),
+                    None => (Change::Keep, ()),
+                })?;
+            }
         }
         self.store.commit()?;
 
@@ -456,26 +501,33 @@ impl Handler<RevokeUserGrants> for Tokens {
                 && grant.user_id == message.user_id
                 && message.client_id.as_ref().is_none_or(|client_id| *client_id == grant.client_id)
         };
-        // NOTE: a full scan of grants; they are few per server and the sweeper removes expired ones.
-        let keys: Vec<Vec<u8>> = self
-            .grants
-            .entries()
-            .filter_map(|entry| match entry {
-                Ok((key, grant)) if matches(&grant) => Some(Ok(key)),
-                Ok(_) => None,
-                Err(error) => Some(Err(error)),
-            })
-            .collect::<Result<_, _>>()?;
-        let mut revoked = 0;
-        for key in keys {
-            revoked += self.grants.modify(&key, |current| match current {
-                Some(grant) if !grant.revoked => (Change::Put(GrantRecord { revoked: true, ..grant }), 1),
-                _ => (Change::Keep, 0),
-            })?;
-        }
+        let revoked = self.revoke_grants_where(matches)?;
         if revoked > 0 {
-            self.store.commit()?;
             tracing::info!(target: "ucca::security", user_id = %message.user_id, revoked, "user grants revoked");
+        }
+        Ok(revoked)
+    }
+}
+
+/// Revokes a user's grants that carry a scope outside `held`, as when an entitlement ends; returns how many.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<usize, StoreError>")]
+pub struct RevokeGrantsBeyond {
+    pub user_id: String,
+    /// Every scope the user still holds, implied scopes included.
+    pub held: std::collections::BTreeSet<String>,
+}
+
+impl Handler<RevokeGrantsBeyond> for Tokens {
+    type Result = Result<usize, StoreError>;
+
+    fn handle(&mut self, message: RevokeGrantsBeyond, _: &mut Self::Context) -> Self::Result {
+        let beyond = |grant: &GrantRecord| {
+            !grant.revoked && grant.user_id == message.user_id && grant.scopes.iter().any(|scope| !message.held.contains(scope))
+        };
+        let revoked = self.revoke_grants_where(beyond)?;
+        if revoked > 0 {
+            tracing::info!(target: "ucca::security", user_id = %message.user_id, revoked, "grants revoked: scopes no longer held");
         }
         Ok(revoked)
     }

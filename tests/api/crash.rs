@@ -33,7 +33,7 @@ const METHODS: [&str; 3] = ["client_secret_basic", "client_secret_post", "none"]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TokenState {
     Active,
-    /// The revocation was sent but not answered, so either state is correct.
+    /// The revocation was sent but no response arrived, so either state is correct.
     RevocationSent,
     Revoked,
 }
@@ -48,7 +48,7 @@ struct TokenFact {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CodeState {
     Issued,
-    /// The exchange was sent but not answered, so the code may or may not be redeemed.
+    /// The exchange was sent but no response arrived, so the code may or may not be redeemed.
     ExchangeSent,
     Redeemed { token: usize },
 }
@@ -64,13 +64,13 @@ struct CodeFact {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LinkState {
     Requested,
-    /// The confirmation was sent but not answered.
+    /// The confirmation was sent but no response arrived.
     ConfirmationSent,
     Consumed,
 }
 
 struct LinkFact {
-    /// The browser that asked for the link and, once it is consumed, holds the session.
+    /// The browser that requested the link and, once it is consumed, carries the session cookie.
     agent: Agent,
     token: String,
     state: LinkState,
@@ -177,8 +177,8 @@ async fn load(endpoint: Endpoint, ledger: Arc<Mutex<Ledger>>, mut rng: StdRng, r
     }
 }
 
-/// One person's visit: maybe a new client, a magic-link sign-in, then a few
-/// authorizations, each maybe exchanged, used and revoked.
+/// Runs one person's visit: maybe a new client, a magic-link sign-in, then a
+/// few authorizations, each maybe exchanged, used and revoked.
 async fn run_journey(
     endpoint: &Endpoint,
     ledger: &Mutex<Ledger>,
@@ -269,7 +269,7 @@ async fn run_journey(
     Ok(())
 }
 
-/// Indices of the facts to check: all of them up to [`CHECKS_PER_KIND`], else a
+/// Chooses the facts to check: all of them up to [`CHECKS_PER_KIND`], else a
 /// seeded sample, plus every index `always` selects.
 fn chosen(rng: &mut StdRng, len: usize, always: impl Fn(usize) -> bool) -> Vec<usize> {
     let mut indices: Vec<usize> = if len <= CHECKS_PER_KIND {

@@ -341,53 +341,7 @@ fn unescape(text: &str) -> String {
 /// The issuer comes from the public address, and tokens are bound to `<issuer>/v1`,
 /// so a restart must reuse the address for the earlier tokens to stay valid.
 pub async fn spawn_app_at(data_dir: &Path, clock: Arc<ManualClock>, public_address: std::net::SocketAddr) -> TestApp {
-    let mut settings = Settings::defaults();
-    settings.bind = public_address;
-    settings.ops_bind = "127.0.0.1:0".parse().unwrap();
-    settings.data_dir = data_dir.to_path_buf();
-    settings.ops_api_key = Some(ucca_actors::secret::Secret::from_presented(OPS_KEY));
-    settings.http_workers = 2;
-
-    // As in `spawn_app_in`, the previous instance may still hold the store lock for a moment.
-    let mut attempts = 0;
-    let application = loop {
-        match Application::build(settings.clone(), clock.clone()).await {
-            Ok(application) => break application,
-            Err(error) if is_store_lock_error(&error) && attempts < 100 => {
-                attempts += 1;
-                actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(error) => panic!("application failed to start on {public_address}: {error}"),
-        }
-    };
-
-    let base = format!("http://{}", application.public_address());
-    let ops = format!("http://{}", application.ops_address());
-    let issuer = application.issuer().to_string();
-    let handles = application.handles();
-    let task = actix_web::rt::spawn(application.run_until_stopped());
-    TestApp {
-        base,
-        ops,
-        issuer,
-        clock,
-        data_dir: data_dir.to_path_buf(),
-        http: reqwest::Client::builder().redirect(Policy::none()).build().unwrap(),
-        handles,
-        task,
-        _temp: None,
-    }
-}
-
-/// Checks whether start-up failed because the store's file lock is still held.
-fn is_store_lock_error(error: &StartupError) -> bool {
-    match error {
-        StartupError::Store(ucca_actors::StoreError::Locked(_)) => true,
-        // NOTE: sled 0.34 reports a held lock as an I/O error of kind Other, which the
-        // store passes on as Backend; `second_instance_on_used_data_dir_reports_locked` covers that.
-        StartupError::Store(ucca_actors::StoreError::Backend(message)) => message.contains("could not acquire lock"),
-        _ => false,
-    }
+    spawn_app_configured(data_dir, clock, |settings| settings.bind = public_address).await
 }
 
 impl TestApp {

@@ -4,6 +4,7 @@ mod helpers;
 mod process;
 
 mod authorize_errors;
+mod billing;
 mod crash;
 mod flow;
 mod forward_auth;

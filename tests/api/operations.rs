@@ -47,7 +47,7 @@ fn export_lines(data_dir: &Path) -> Vec<String> {
     text(&output.stdout).lines().map(str::to_string).collect()
 }
 
-/// An export without its header's time, which differs between two exports of the same records.
+/// Parses export lines and drops the header's time, which differs between two exports of the same records.
 fn without_export_time(lines: &[String]) -> Vec<Value> {
     let mut values: Vec<Value> = lines.iter().map(|line| serde_json::from_str(line).expect("export lines are JSON")).collect();
     if let Some(header) = values.first_mut().and_then(Value::as_object_mut) {
@@ -147,7 +147,7 @@ async fn export_import_round_trip_keeps_state() {
         assert!(trees.iter().any(|name| name == tree), "the export has no {tree} records");
     }
 
-    // Secrets stay hashed: no line holds one in clear.
+    // Secrets stay hashed: no line contains one in clear text.
     let secrets = [
         ("client secret", built.basic.secret.clone().unwrap()),
         ("session cookie", built.session.clone()),
@@ -309,7 +309,7 @@ async fn offline_commands_refuse_a_running_servers_store() {
     assert!(server.is_running(), "the server stopped while offline commands were refused");
 }
 
-/// Each option of a `--help` text, as its flag and its whole description on one line.
+/// Parses the options of a `--help` text into each flag and its whole description on one line.
 fn documented_options(help: &str) -> Vec<(String, String)> {
     let mut options: Vec<(String, String)> = Vec::new();
     let mut in_options = false;
@@ -342,13 +342,14 @@ fn documented_options(help: &str) -> Vec<(String, String)> {
 async fn help_documents_default_and_unit_of_every_option() {
     let units = ["second", "minute", "hour", "day", "byte", "call", "request", "thread", "worker"];
     let commands: [&[&str]; 6] = [&[], &["serve"], &["export"], &["import"], &["client"], &["client", "add"]];
+    let mut gaps = Vec::new();
 
     for command in commands {
         let mut args = command.to_vec();
         args.push("--help");
         let output = run_ok(&args);
         let help = text(&output.stdout);
-        let name = format!("ucca-auth {}", command.join(" "));
+        let name = ["ucca-auth"].iter().chain(command).copied().collect::<Vec<_>>().join(" ");
         let usage = help.lines().find(|line| line.starts_with("Usage:")).unwrap_or_default().to_string();
 
         for (flag, description) in documented_options(&help) {
@@ -357,18 +358,19 @@ async fn help_documents_default_and_unit_of_every_option() {
             }
             let required = usage.contains(&format!("{flag} "));
             let default = description.split("[default: ").nth(1).and_then(|rest| rest.split(']').next());
-            assert!(required || default.is_some(), "{name} --help: {flag} states no default: {description}");
-            if let Some(default) = default.filter(|value| value.split([' ', ',']).next().is_some_and(|first| first.parse::<f64>().is_ok())) {
-                assert!(
-                    units.iter().any(|unit| description.to_lowercase().contains(unit)),
-                    "{name} --help: {flag} has the numeric default {default} but names no unit: {description}"
-                );
+            if !required && default.is_none() {
+                gaps.push(format!("{name} --help: {flag} states no default: {description}"));
+            }
+            let numeric = default.filter(|value| value.split([' ', ',']).next().is_some_and(|first| first.parse::<f64>().is_ok()));
+            if numeric.is_some() && !units.iter().any(|unit| description.to_lowercase().contains(unit)) {
+                gaps.push(format!("{name} --help: {flag} has a numeric default but names no unit: {description}"));
             }
         }
     }
+    assert!(gaps.is_empty(), "{} options are not fully documented:\n{}", gaps.len(), gaps.join("\n"));
 }
 
-/// The head of a token request whose body is `length` bytes long.
+/// Builds the head of a token request whose body is `length` bytes long.
 fn token_request_head(server: &ServerProcess, length: usize) -> String {
     format!(
         "POST /oauth/token HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n",

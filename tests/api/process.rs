@@ -60,7 +60,6 @@ pub struct ServerProcess {
     exit: Option<ExitStatus>,
     pub public: SocketAddr,
     pub ops: SocketAddr,
-    pub issuer: String,
     log: Arc<Mutex<String>>,
     reader: Option<JoinHandle<()>>,
     outbox: Arc<Outbox>,
@@ -113,7 +112,7 @@ impl ServerProcess {
         };
 
         let deadline = Instant::now() + START_TIMEOUT;
-        let (public, ops, issuer) = loop {
+        let (public, ops) = loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             match received.recv_timeout(remaining) {
                 Ok(line) => {
@@ -134,7 +133,7 @@ impl ServerProcess {
         };
 
         let outbox = Arc::new(Outbox::new(launch.data_dir.join("outbox")));
-        ServerProcess { launch, child, exit: None, public, ops, issuer, log, reader: Some(reader), outbox }
+        ServerProcess { launch, child, exit: None, public, ops, log, reader: Some(reader), outbox }
     }
 
     /// Starts the binary again on the same data directory and public address, so
@@ -150,7 +149,7 @@ impl ServerProcess {
     }
 
     pub fn endpoint(&self) -> Endpoint {
-        Endpoint::new(format!("http://{}", self.public), format!("http://{}", self.ops), self.issuer.clone(), self.outbox.clone())
+        Endpoint::new(format!("http://{}", self.public), format!("http://{}", self.ops), self.outbox.clone())
     }
 
     /// Kills the process with SIGKILL, as a power cut or the OOM killer would, and reaps it.
@@ -194,12 +193,12 @@ impl ServerProcess {
         self.wait_for_exit(Duration::ZERO).is_none()
     }
 
-    /// The stderr written so far.
+    /// Returns the stderr written so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
-    /// The whole stderr of a process that has exited, read to its end.
+    /// Returns the whole stderr of a process that has exited, read to its end.
     pub fn complete_log(&mut self) -> String {
         assert!(self.exit.is_some(), "the log is complete only once the process has exited");
         if let Some(reader) = self.reader.take() {
@@ -215,8 +214,8 @@ impl Drop for ServerProcess {
     }
 }
 
-/// Reads `public=`, `ops=` and `issuer=` from the `ucca-auth listening` log line.
-fn listening_addresses(line: &str) -> Option<(SocketAddr, SocketAddr, String)> {
+/// Reads `public=` and `ops=` from the `ucca-auth listening` log line.
+fn listening_addresses(line: &str) -> Option<(SocketAddr, SocketAddr)> {
     if !line.contains("ucca-auth listening") {
         return None;
     }
@@ -224,7 +223,7 @@ fn listening_addresses(line: &str) -> Option<(SocketAddr, SocketAddr, String)> {
         let start = line.find(&format!(" {name}="))? + name.len() + 2;
         Some(line[start..].split_whitespace().next()?.trim_matches('"').to_string())
     };
-    Some((field("public")?.parse().ok()?, field("ops")?.parse().ok()?, field("issuer")?))
+    Some((field("public")?.parse().ok()?, field("ops")?.parse().ok()?))
 }
 
 /// Removes ANSI escape sequences, in case colour is on despite `NO_COLOR`.
@@ -329,7 +328,7 @@ impl Agent {
         read_page(self.client.post(url).form(fields)).await
     }
 
-    /// The value of the first cookie whose name starts with `prefix` that this browser would send to `url`.
+    /// Returns the value of the first cookie whose name starts with `prefix` that this browser would send to `url`.
     pub fn cookie(&self, url: &str, prefix: &str) -> Option<String> {
         let url = url::Url::parse(url).ok()?;
         let header = self.jar.cookies(&url)?;
@@ -363,7 +362,7 @@ impl Outbox {
         Outbox { dir, read: Mutex::new(HashMap::new()) }
     }
 
-    /// The link token of the newest mail to `email` (each test address gets one mail).
+    /// Returns the link token of the mail to `email`; each test address gets one mail.
     pub fn link_token(&self, email: &str) -> Option<String> {
         let mut read = self.read.lock().unwrap();
         for entry in std::fs::read_dir(&self.dir).ok()?.filter_map(Result::ok) {
@@ -402,15 +401,14 @@ pub struct RemoteClient {
 pub struct Endpoint {
     pub base: String,
     pub ops: String,
-    pub issuer: String,
     http: reqwest::Client,
     outbox: Arc<Outbox>,
 }
 
 impl Endpoint {
-    fn new(base: String, ops: String, issuer: String, outbox: Arc<Outbox>) -> Endpoint {
+    fn new(base: String, ops: String, outbox: Arc<Outbox>) -> Endpoint {
         let http = reqwest::Client::builder().redirect(Policy::none()).timeout(REQUEST_TIMEOUT).build().expect("build HTTP client");
-        Endpoint { base, ops, issuer, http, outbox }
+        Endpoint { base, ops, http, outbox }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -448,7 +446,7 @@ impl Endpoint {
         Ok(response.status())
     }
 
-    /// The form token of the sign-in page, which also gives `agent` its CSRF cookie.
+    /// Opens the sign-in page, which gives `agent` its CSRF cookie, and returns the page's form token.
     pub async fn csrf_token(&self, agent: &Agent) -> Result<String, Failure> {
         let page = agent.get(&self.url("/auth")).await?;
         if page.status != StatusCode::OK {
@@ -483,12 +481,12 @@ impl Endpoint {
         Ok(())
     }
 
-    /// The status of opening the emailed link: 200 while it is usable.
+    /// Opens the emailed link in a fresh browser and returns the status: 200 while the link is usable.
     pub async fn link_page_status(&self, token: &str) -> Result<StatusCode, Failure> {
         Ok(Agent::new().get(&self.url(&format!("/auth/verify?token={token}"))).await?.status)
     }
 
-    /// The status of confirming a link from a fresh browser: 410 once the link was consumed.
+    /// Confirms a link from a fresh browser and returns the status: 410 once the link was consumed.
     pub async fn confirm_status(&self, token: &str) -> Result<StatusCode, Failure> {
         let agent = Agent::new();
         let csrf = self.csrf_token(&agent).await?;
@@ -496,7 +494,7 @@ impl Endpoint {
         Ok(page.status)
     }
 
-    /// Whether the sign-in page greets `agent` as signed in.
+    /// Checks whether the sign-in page greets `agent` as signed in.
     pub async fn is_signed_in(&self, agent: &Agent) -> Result<bool, Failure> {
         let page = agent.get(&self.url("/auth")).await?;
         if page.status != StatusCode::OK {
@@ -520,6 +518,10 @@ impl Endpoint {
             .append_pair("code_challenge", &pkce.challenge)
             .append_pair("code_challenge_method", "S256")
             .append_pair("state", "process-test-state");
+        if decision != "allow" {
+            // A remembered consent skips the page, and only the page can deny.
+            url.query_pairs_mut().append_pair("prompt", "consent");
+        }
         let consent = agent.get(url.as_str()).await?;
 
         let redirect = match consent.status {
@@ -595,8 +597,8 @@ impl Endpoint {
         read_json(self.authenticated("/oauth/introspect", client, client.secret.as_deref(), form)).await
     }
 
-    /// Whether the client still authenticates: revoking a token that matches nothing answers 200 to
-    /// an authenticated client (RFC 7009 section 2.2) and 401 to anyone else.
+    /// Checks whether the client still authenticates. Revoking a token that matches nothing returns
+    /// 200 to an authenticated client (RFC 7009 section 2.2) and 401 to anyone else.
     pub async fn client_authenticates(&self, client: &RemoteClient) -> Result<bool, Failure> {
         match self.revoke(client, &random_hex(48)).await? {
             StatusCode::OK => Ok(true),

@@ -320,3 +320,69 @@ async fn refresh_token_expires_after_30_days() {
 
     setup.app.stop().await;
 }
+
+#[actix_web::test]
+async fn narrowed_refresh_can_widen_back_within_grant() {
+    let setup = setup().await;
+    let original = setup.new_grant("read rtopacks:operational").await;
+
+    let narrowed = setup.app.refresh_grant(&setup.client, &original.refresh, &[("scope", "read")]).await;
+    assert_eq!(narrowed.body["scope"], "read", "narrowed scope, body {}", narrowed.text);
+    let narrowed = Pair::from_reply(&narrowed, "narrowing refresh");
+
+    // RFC 6749 section 6 bounds a refresh by the original grant, not by the last token.
+    let widened = setup.app.refresh_grant(&setup.client, &narrowed.refresh, &[("scope", "read rtopacks:operational")]).await;
+    assert_eq!(widened.status, StatusCode::OK, "widening back within the grant, body {}", widened.text);
+    assert_eq!(widened.body["scope"], "read rtopacks:operational");
+
+    setup.app.stop().await;
+}
+
+#[actix_web::test]
+async fn replaced_successor_takes_its_access_token() {
+    let setup = setup().await;
+    let original = setup.new_grant("read").await;
+
+    let lost = Pair::from_reply(&setup.refresh(&original.refresh).await, "first refresh");
+    assert_eq!(setup.api_status(&lost.access).await, StatusCode::OK, "the lost response's access token works until replaced");
+    let retried = Pair::from_reply(&setup.refresh(&original.refresh).await, "retried refresh");
+
+    assert_eq!(setup.api_status(&lost.access).await, StatusCode::UNAUTHORIZED, "the replaced response's access token");
+    assert_eq!(setup.api_status(&retried.access).await, StatusCode::OK, "the retry's access token");
+
+    setup.app.stop().await;
+}
+
+#[actix_web::test]
+async fn ending_an_entitlement_revokes_grants_beyond_it() {
+    let setup = setup().await;
+    let operational = setup.new_grant("rtopacks:operational").await;
+    let legacy = setup.new_grant("read").await;
+
+    let ended = setup.app.put_entitlements(EMAIL, &[]).await;
+    assert_eq!(ended.status, StatusCode::OK, "remove entitlements, body {}", ended.text);
+
+    assert_eq!(setup.api_status(&operational.access).await, StatusCode::UNAUTHORIZED, "access token of the ended scope");
+    assert_invalid_grant(&setup.refresh(&operational.refresh).await, "refresh token of the ended scope");
+    // Every user holds `read`, so that grant is untouched.
+    assert_eq!(setup.api_status(&legacy.access).await, StatusCode::OK, "access token of a scope still held");
+    Pair::from_reply(&setup.refresh(&legacy.refresh).await, "refresh of a scope still held");
+
+    setup.app.stop().await;
+}
+
+#[actix_web::test]
+async fn code_exchanged_after_consent_withdrawal_is_refused() {
+    let setup = setup().await;
+    let pkce = Pkce::new();
+    let redirect = setup.app.authorize_allowing(&setup.browser, &setup.client, &pkce, &[("scope", "read")]).await;
+    let code = query_value(&redirect, "code").expect("a code");
+
+    let withdrawn = setup.app.withdraw_consent(EMAIL, &setup.client.id).await;
+    assert_eq!(withdrawn.status, StatusCode::NO_CONTENT, "withdraw consent, body {}", withdrawn.text);
+
+    let reply = JsonReply::read(setup.app.exchange(&setup.client, &code, &pkce.verifier).await).await;
+    assert_invalid_grant(&reply, "exchange after withdrawal");
+
+    setup.app.stop().await;
+}

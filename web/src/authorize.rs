@@ -7,7 +7,8 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use ucca_actors::accounts::{GetConsent, GetEntitlements, RecordConsent, UserRecord};
+use ucca_actors::accounts::{GetConsent, RecordConsent, UserRecord};
+use ucca_actors::entitlements::held_scopes;
 use ucca_actors::clients::{ClientRecord, GetClient};
 use ucca_actors::codes::{CodeGrant, IssueCode};
 use ucca_actors::oauth::{is_s256_challenge, is_valid_state, match_redirect_uri, parse_scope};
@@ -168,13 +169,14 @@ struct Decision {
     already_approved: bool,
 }
 
-/// Grants the requested scopes the user holds, directly or through an implied
-/// scope, and drops the others; then checks the remembered consent.
+/// Grants the requested scopes the user holds (through entitlements, active
+/// subscriptions or implied scopes) and drops the others; then checks the
+/// remembered consent.
 async fn decide(state: &AppState, request: &AuthorizeRequest, user: &UserRecord) -> Result<Decision, Internal> {
-    let entitled = ask(&state.services.accounts, GetEntitlements { user_id: user.user_id.clone() }).await?;
-    let mut held: Vec<String> = entitled;
-    held.extend(state.catalog.scopes_held_by_everyone().map(str::to_string));
-    let held = state.catalog.expand(&held);
+    let held = held_scopes(&state.services, &state.catalog, &user.user_id, state.now()).await.map_err(|error| {
+        tracing::error!(%error, user_id = %user.user_id, "held scopes could not be read");
+        Internal
+    })?;
     let granted: Vec<String> = request.scopes.iter().filter(|scope| held.contains(*scope)).cloned().collect();
 
     let consent = GetConsent { user_id: user.user_id.clone(), client_id: request.client.client_id.clone() };

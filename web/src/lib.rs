@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod authorize;
+pub mod billing;
 pub mod client_auth;
 pub mod corpus_api;
 pub mod cors;
@@ -47,6 +48,7 @@ pub fn public_server(listener: TcpListener, state: AppState) -> std::io::Result<
             .configure(introspection::configure)
             .configure(signin::configure)
             .configure(forward_auth::configure)
+            .configure(billing::configure)
             .configure(corpus_api::configure)
             .route("/healthz", web::get().to(health))
             .default_service(web::to(not_found))

@@ -12,6 +12,7 @@ use ucca_actors::accounts::{normalize_email, FindUser, GetEntitlements, SetEntit
 use ucca_actors::clients::{AuthMethod, ClientRecord, DeactivateClient, Deactivation, ListClients, RegisterClient};
 use ucca_actors::oauth::{parse_scope, validate_redirect_uri};
 use ucca_actors::secret::Secret;
+use ucca_actors::entitlements::revoke_grants_beyond_held;
 use ucca_actors::tokens::{RevokeClientTokens, RevokeUserGrants};
 
 use crate::errors::{ask, ApiError};
@@ -26,6 +27,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
     let scope = web::scope("/ops");
     let scope = crate::ops_keys::configure(scope);
     let scope = crate::ops_usage::configure(scope);
+    let scope = crate::billing::configure_ops(scope);
     config.service(
         scope
             .wrap(from_fn(require_ops_key))
@@ -187,6 +189,11 @@ async fn set_entitlements(state: web::Data<AppState>, path: web::Path<String>, b
     }
 
     let user = ask(&state.services.accounts, SetEntitlements { email, scopes: scopes.clone(), now: state.now() }).await?;
+    // Grants that carry a scope the user no longer holds end now, rather than living on through refreshes.
+    revoke_grants_beyond_held(&state.services, &state.catalog, &user.user_id, state.now()).await.map_err(|error| {
+        tracing::error!(%error, user_id = %user.user_id, "grants beyond the new entitlements could not be revoked");
+        ApiError::internal()
+    })?;
     Ok(HttpResponse::Ok().json(json!({ "user_id": user.user_id, "email": user.email, "scopes": scopes })))
 }
 

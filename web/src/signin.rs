@@ -24,8 +24,11 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route("/auth/logout", web::post().to(sign_out));
 }
 
-/// Longest return path accepted, in bytes; authorize requests with long state values need room.
-const MAX_RETURN_PATH_LEN: usize = 4096;
+/// Longest return path accepted, in bytes. The largest authorization request the
+/// authorize endpoint accepts (a 2000-byte redirect URI and a 1024-byte state, each
+/// percent-encoded up to threefold) is about 10 KiB; encoded once more in the
+/// sign-in URL it stays well inside actix-http's 128 KiB request-head buffer.
+const MAX_RETURN_PATH_LEN: usize = 16 * 1024;
 
 /// Accepts only same-origin absolute paths, so a sign-in can never be turned into an open redirect.
 pub fn safe_return_path(raw: &str) -> Option<String> {

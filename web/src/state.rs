@@ -24,6 +24,8 @@ pub struct WebConfig {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Bearer key for the ops listener; `None` makes ops endpoints answer 503.
     pub ops_api_key: Option<Secret>,
+    /// Secret that signs payment-provider webhooks; `None` makes the webhook answer 503.
+    pub stripe_webhook_secret: Option<Secret>,
     /// HTTP worker threads per listener.
     pub http_workers: usize,
     /// How long a stopping server waits for in-flight requests, in seconds.

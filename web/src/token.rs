@@ -6,6 +6,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use ucca_actors::codes::{RedeemCode, Redemption};
+use ucca_actors::accounts::GetConsent;
 use ucca_actors::clients::ClientRecord;
 use ucca_actors::oauth::{is_valid_verifier, parse_scope};
 use ucca_actors::secret::Secret;
@@ -106,6 +107,13 @@ async fn exchange_code(state: &AppState, form: &Params, client: ClientRecord) ->
             return Err(ApiError::bad_request("invalid_target", "resource differs from the authorization request"))
         }
     };
+
+    // Consent withdrawn after the code was issued voids the code too.
+    let consent = GetConsent { user_id: grant.user_id.clone(), client_id: grant.client_id.clone() };
+    let approved = ask(&state.services.accounts, consent).await?.unwrap_or_default();
+    if !grant.scopes.iter().all(|scope| approved.contains(scope)) {
+        return Err(ApiError::bad_request("invalid_grant", "the user withdrew consent for this application"));
+    }
 
     let issue = IssueTokens {
         grant_id,

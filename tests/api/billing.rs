@@ -1,0 +1,249 @@
+//! The payment webhook in Stripe's format, signed here with the real scheme:
+//! subscriptions grant plans, the ecosystem rate follows the corpus
+//! subscription, and ended subscriptions revoke what depended on them.
+
+use hmac::{Hmac, Mac};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sha2::Sha256;
+use ucca_actors::secret::Secret;
+
+use crate::helpers::*;
+
+const WEBHOOK_SECRET: &str = "whsec_test_0123456789abcdef";
+const EMAIL: &str = "bea@example.com";
+const CUSTOMER: &str = "cus_TEST123";
+const CORPUS_PRICE: &str = "price_ucca_corpus";
+const DEVELOPER_PRICE: &str = "price_ucca_developer_standard";
+
+async fn billing_app() -> TestApp {
+    spawn_app_with(|settings| settings.stripe_webhook_secret = Some(Secret::from_presented(WEBHOOK_SECRET))).await
+}
+
+/// A `Stripe-Signature` header for `payload` signed at `timestamp` with `secret`.
+fn signature(payload: &str, secret: &str, timestamp: u64) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}.{payload}").as_bytes());
+    format!("t={timestamp},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn event(id: &str, event_type: &str, created: u64, object: Value) -> String {
+    json!({ "id": id, "object": "event", "type": event_type, "created": created, "livemode": false, "data": { "object": object } }).to_string()
+}
+
+fn checkout(id: &str, created: u64) -> String {
+    let object = json!({ "id": "cs_test_1", "object": "checkout.session", "customer": CUSTOMER, "customer_details": { "email": EMAIL }, "mode": "subscription" });
+    event(id, "checkout.session.completed", created, object)
+}
+
+fn subscription(id: &str, event_type: &str, created: u64, subscription: &str, status: &str, price: &str) -> String {
+    let object = json!({
+        "id": subscription, "object": "subscription", "customer": CUSTOMER, "status": status,
+        "items": { "object": "list", "data": [ { "id": "si_1", "price": { "id": price, "object": "price" } } ] },
+    });
+    event(id, event_type, created, object)
+}
+
+async fn deliver(app: &TestApp, payload: &str) -> reqwest::Response {
+    deliver_signed(app, payload, Some(signature(payload, WEBHOOK_SECRET, app.clock_now()))).await
+}
+
+async fn deliver_signed(app: &TestApp, payload: &str, header: Option<String>) -> reqwest::Response {
+    let mut request = app.http.post(app.url("/billing/stripe/webhook")).header("content-type", "application/json").body(payload.to_string());
+    if let Some(header) = header {
+        request = request.header("Stripe-Signature", header);
+    }
+    request.send().await.unwrap()
+}
+
+async fn summary(app: &TestApp) -> Value {
+    let response = app.http.get(format!("{}/ops/billing/customers/{EMAIL}", app.ops)).bearer_auth(OPS_KEY).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+fn price_paid(summary: &Value, plan: &str) -> u64 {
+    summary["prices"].as_array().unwrap().iter().find(|price| price["plan"] == plan).unwrap()["pays_aud_monthly"].as_u64().unwrap()
+}
+
+impl TestApp {
+    fn clock_now(&self) -> u64 {
+        use ucca_actors::Clock;
+        self.clock.now()
+    }
+}
+
+#[actix_web::test]
+async fn corpus_subscription_turns_the_ecosystem_rate_on_and_off() {
+    let app = billing_app().await;
+    assert_eq!(deliver(&app, &checkout("evt_1", START)).await.status(), StatusCode::OK);
+    let before = summary(&app).await;
+    assert_eq!(before["ecosystem_rate"], false);
+    assert_eq!(price_paid(&before, "developer"), 199);
+    assert_eq!(price_paid(&before, "professional"), 399);
+
+    let created = subscription("evt_2", "customer.subscription.created", START + 1, "sub_corpus", "active", CORPUS_PRICE);
+    assert_eq!(deliver(&app, &created).await.status(), StatusCode::OK);
+    let during = summary(&app).await;
+    assert_eq!(during["ecosystem_rate"], true);
+    assert_eq!(during["active_plans"], json!(["operational"]));
+    assert_eq!(price_paid(&during, "developer"), 99, "AUD 100 off developer");
+    assert_eq!(price_paid(&during, "professional"), 299, "AUD 100 off professional");
+    assert!(during["provisioned_client_id"].is_string(), "a client is provisioned for the customer's systems");
+
+    let deleted = subscription("evt_3", "customer.subscription.deleted", START + 2, "sub_corpus", "canceled", CORPUS_PRICE);
+    assert_eq!(deliver(&app, &deleted).await.status(), StatusCode::OK);
+    let after = summary(&app).await;
+    assert_eq!(after["ecosystem_rate"], false);
+    assert_eq!(price_paid(&after, "developer"), 199);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn duplicate_events_apply_once() {
+    let app = billing_app().await;
+    deliver(&app, &checkout("evt_1", START)).await;
+    let created = subscription("evt_2", "customer.subscription.created", START + 1, "sub_dev", "active", DEVELOPER_PRICE);
+    let first: Value = deliver(&app, &created).await.json().await.unwrap();
+    assert_eq!(first["duplicate"], false);
+    let deleted = subscription("evt_3", "customer.subscription.deleted", START + 2, "sub_dev", "canceled", DEVELOPER_PRICE);
+    deliver(&app, &deleted).await;
+
+    // Redelivering the creation must not bring the subscription back.
+    let again = deliver(&app, &created).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(summary(&app).await["active_plans"], json!([]));
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn late_update_never_revives_a_deleted_subscription() {
+    let app = billing_app().await;
+    deliver(&app, &checkout("evt_1", START)).await;
+    let cases = [
+        ("deleted", subscription("evt_del", "customer.subscription.deleted", START + 20, "sub_1", "canceled", DEVELOPER_PRICE)),
+        ("older update", subscription("evt_old", "customer.subscription.updated", START + 10, "sub_1", "active", DEVELOPER_PRICE)),
+        ("same-second update", subscription("evt_same", "customer.subscription.updated", START + 20, "sub_1", "active", DEVELOPER_PRICE)),
+    ];
+    for (description, payload) in cases {
+        assert_eq!(deliver(&app, &payload).await.status(), StatusCode::OK, "{description}");
+        let state = summary(&app).await;
+        assert_eq!(state["active_plans"], json!([]), "after {description}");
+        assert_eq!(state["subscriptions"][0]["status"], "canceled", "after {description}");
+    }
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn bad_signatures_are_rejected_and_change_nothing() {
+    let app = billing_app().await;
+    deliver(&app, &checkout("evt_1", START)).await;
+    let payload = subscription("evt_2", "customer.subscription.created", START + 1, "sub_corpus", "active", CORPUS_PRICE);
+    let now = app.clock_now();
+    let cases = [
+        ("missing header", None),
+        ("wrong secret", Some(signature(&payload, "whsec_other", now))),
+        ("expired timestamp", Some(signature(&payload, WEBHOOK_SECRET, now - 301))),
+        ("future timestamp", Some(signature(&payload, WEBHOOK_SECRET, now + 301))),
+        ("no v1 signature", Some(format!("t={now},v0=abc"))),
+        ("signature of other payload", Some(signature(&payload.replace("active", "trialing"), WEBHOOK_SECRET, now))),
+        ("garbage", Some("not a signature".to_string())),
+    ];
+    for (description, header) in cases {
+        let response = deliver_signed(&app, &payload, header).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{description}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_signature", "{description}");
+    }
+    assert_eq!(summary(&app).await["subscriptions"], json!([]), "no rejected event changed anything");
+
+    // One of several v1 signatures may match, as while a secret is rolled.
+    let rolled = format!("{},v1={}", signature(&payload, WEBHOOK_SECRET, now), "00".repeat(32));
+    assert_eq!(deliver_signed(&app, &payload, Some(rolled)).await.status(), StatusCode::OK);
+    assert_eq!(summary(&app).await["active_plans"], json!(["operational"]));
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn events_before_the_checkout_wait_for_the_link() {
+    let app = billing_app().await;
+    let created = subscription("evt_1", "customer.subscription.created", START, "sub_dev", "active", DEVELOPER_PRICE);
+    assert_eq!(deliver(&app, &created).await.status(), StatusCode::OK);
+    let unknown = app.http.get(format!("{}/ops/billing/customers/{EMAIL}", app.ops)).bearer_auth(OPS_KEY).send().await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND, "no user exists before the checkout");
+
+    deliver(&app, &checkout("evt_2", START + 5)).await;
+    assert_eq!(summary(&app).await["active_plans"], json!(["developer"]), "the waiting event applied once linked");
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn ending_the_corpus_subscription_revokes_its_grants() {
+    let app = billing_app().await;
+    deliver(&app, &checkout("evt_1", START)).await;
+    deliver(&app, &subscription("evt_2", "customer.subscription.created", START + 1, "sub_corpus", "active", CORPUS_PRICE)).await;
+
+    // The subscriber authorizes a client for the operational scope the subscription grants.
+    let registered: Value = app
+        .register_client(json!({ "client_name": "Ops tool", "redirect_uris": ["http://127.0.0.1:7300/cb"], "scope": "rtopacks:operational" }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let client = TestClient {
+        id: registered["client_id"].as_str().unwrap().to_string(),
+        secret: registered["client_secret"].as_str().map(str::to_string),
+        redirect_uri: "http://127.0.0.1:7300/cb".into(),
+    };
+    let browser = app.signed_in_browser(EMAIL).await;
+    let pkce = Pkce::new();
+    let redirect = app.authorize(&browser, &client, &pkce, &[("scope", "rtopacks:operational")]).await;
+    let tokens: Value = app.exchange(&client, &query_value(&redirect, "code").unwrap(), &pkce.verifier).await.json().await.unwrap();
+    assert_eq!(tokens["scope"], "rtopacks:operational");
+    let token = tokens["access_token"].as_str().unwrap();
+    assert_eq!(app.get_with_token("/v1/search?q=it", token).await.status(), StatusCode::OK);
+
+    deliver(&app, &subscription("evt_3", "customer.subscription.deleted", START + 2, "sub_corpus", "canceled", CORPUS_PRICE)).await;
+    assert_eq!(app.get_with_token("/v1/search?q=it", token).await.status(), StatusCode::UNAUTHORIZED, "the grant ended with the subscription");
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn failed_payment_ends_the_plan_after_the_grace_period() {
+    let app = billing_app().await;
+    deliver(&app, &checkout("evt_1", START)).await;
+    deliver(&app, &subscription("evt_2", "customer.subscription.created", START + 1, "sub_dev", "active", DEVELOPER_PRICE)).await;
+    let failed = event("evt_3", "invoice.payment_failed", START + 2, json!({ "id": "in_1", "object": "invoice", "customer": CUSTOMER, "subscription": "sub_dev" }));
+    assert_eq!(deliver(&app, &failed).await.status(), StatusCode::OK);
+
+    app.clock.advance(7 * 86_400 - 10);
+    assert_eq!(summary(&app).await["active_plans"], json!(["developer"]), "inside the 7-day grace period");
+    app.clock.advance(20);
+    assert_eq!(summary(&app).await["active_plans"], json!([]), "after the grace period");
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn webhook_and_rates_have_no_manual_door() {
+    let disabled = spawn_app().await;
+    let response = disabled.http.post(disabled.url("/billing/stripe/webhook")).body("{}").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "without a secret the webhook is off");
+    disabled.stop().await;
+
+    let app = billing_app().await;
+    deliver(&app, &checkout("evt_1", START)).await;
+    let attempts = [
+        ("PUT", format!("{}/ops/billing/customers/{EMAIL}", app.ops)),
+        ("POST", format!("{}/ops/billing/customers/{EMAIL}", app.ops)),
+        ("POST", format!("{}/ops/billing/rates", app.ops)),
+    ];
+    for (method, url) in attempts {
+        let request = app.http.request(method.parse().unwrap(), &url).bearer_auth(OPS_KEY).json(&json!({ "ecosystem_rate": true }));
+        let status = request.send().await.unwrap().status();
+        assert!(status == StatusCode::NOT_FOUND || status == StatusCode::METHOD_NOT_ALLOWED, "{method} {url}: {status}");
+    }
+    assert_eq!(summary(&app).await["ecosystem_rate"], false);
+    app.stop().await;
+}
