@@ -10,23 +10,18 @@ use std::time::Duration;
 
 use ucca_actors::accounts::AccountsConfig;
 use ucca_actors::catalog::{Catalog, CatalogError};
-use ucca_actors::clients::{RegisterClient, Registered};
+use ucca_actors::clients::{
+    check_client_name, check_client_scopes, check_redirect_uris, MetadataError, RegisterClient, Registered, MAX_CLIENT_NAME_LEN,
+    MAX_REDIRECT_URIS,
+};
 use ucca_actors::export::{self, ExportError, ImportError, RecordCounts};
 use ucca_actors::mailer::{MailConfig, MailTransport};
-use ucca_actors::oauth::parse_scope;
 use ucca_actors::{Clock, Services, ServicesConfig, Store, StoreError, SystemClock};
 use ucca_auth::settings::{AddClientArgs, ExportArgs, ImportArgs, ServeArgs, Settings, SettingsError, StoreArgs};
 use ucca_auth::startup::{load_catalog, outbox_dir};
 
 /// Subdirectory of the data directory that contains the store, where start-up opens it.
 const STORE_DIR: &str = "store";
-/// The client name and redirect URI limits of `POST /ops/clients`.
-// NOTE: copies of private constants in ucca-web's ops module; keep them equal.
-const MAX_CLIENT_NAME_LEN: usize = 200;
-const MAX_REDIRECT_URIS: usize = 20;
-/// Scopes of a client registered without --scope, as `POST /ops/clients` assigns them.
-const DEFAULT_CLIENT_SCOPES: &[&str] = &["read"];
-
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error(transparent)]
@@ -166,23 +161,16 @@ pub fn add_client(args: AddClientArgs) -> Result<(), AdminError> {
     let settings = resolve(&args.store, args.catalog.clone())?;
     let catalog = load_catalog(&settings)?;
 
-    let name = args.name.trim().to_string();
-    if name.is_empty() || name.len() > MAX_CLIENT_NAME_LEN || name.chars().any(char::is_control) {
-        return Err(AdminError::Invalid(format!(
-            "--name must be 1 to {MAX_CLIENT_NAME_LEN} bytes of text without control characters"
-        )));
-    }
+    // The checks are the ops API's; only the wording names this command's flags.
+    let invalid = |error: MetadataError| AdminError::Invalid(error.description().to_string());
+    let name = check_client_name(Some(&args.name)).map_err(|_| {
+        AdminError::Invalid(format!("--name must be 1 to {MAX_CLIENT_NAME_LEN} bytes of text without control characters"))
+    })?;
     if args.redirect_uris.len() > MAX_REDIRECT_URIS {
         return Err(AdminError::Invalid(format!("at most {MAX_REDIRECT_URIS} --redirect-uri flags are allowed")));
     }
-    let scopes = match args.scope.as_deref() {
-        None => DEFAULT_CLIENT_SCOPES.iter().map(|scope| scope.to_string()).collect(),
-        Some(raw) => parse_scope(raw)
-            .ok_or_else(|| AdminError::Invalid("--scope must be a space-separated list of scope names".into()))?,
-    };
-    if let Some(unknown) = scopes.iter().find(|scope| !catalog.is_issuable(scope)) {
-        return Err(AdminError::Invalid(format!("scope {unknown} is not issued by this server")));
-    }
+    check_redirect_uris(&args.redirect_uris).map_err(invalid)?;
+    let scopes = check_client_scopes(args.scope.as_deref(), &catalog).map_err(invalid)?;
 
     // A fresh installation has no store yet; bootstrapping one is what this command is for.
     let store = open_store(&settings.data_dir, true)?;
@@ -213,6 +201,7 @@ fn register(store: Store, settings: &Settings, catalog: Catalog, registration: R
         accounts: AccountsConfig::default(),
         // No mail is sent; the mailer still needs a transport to start.
         mail: MailConfig { from, transport: MailTransport::Outbox(outbox_dir(settings)) },
+        sms: ucca_actors::sms::SmsConfig::outbox(outbox_dir(settings)),
         // Long enough that no sweep runs during this command.
         sweep_interval: Duration::from_secs(24 * 3600),
         usage_retention: settings.usage_retention_days * 86_400,

@@ -5,6 +5,7 @@
 mod admin;
 
 use std::error::Error;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -19,6 +20,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("UCCA_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
+        // Colour codes only where a person reads the log; files and collectors get plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
     let result: Result<(), Box<dyn Error>> = match cli.command {

@@ -6,20 +6,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use ucca_actors::accounts::AccountsConfig;
+use ucca_actors::accounts::{AccountsConfig, LinkLimits};
 use ucca_actors::catalog::{Catalog, CatalogError};
 use ucca_actors::corpus::{Corpus, CorpusError};
-use ucca_actors::mailer::{MailConfig, MailTransport};
+use ucca_actors::mailer::{redacted_url, MailConfig, MailTransport, SmtpRelay};
+use ucca_actors::phone::PhoneConfig;
+use ucca_actors::ratelimit::Limit;
+use ucca_actors::sms::{SmsConfig, SmsTransport, TwilioConfig};
 use ucca_actors::services::StartError;
 use ucca_actors::{Clock, Services, ServicesConfig, Store, StoreError, SweeperHandle};
+use ucca_web::mcp::framework::FrameworkError;
+use ucca_web::mcp::{Framework, McpTools};
 use ucca_web::{AppState, WebConfig};
 
-use crate::settings::{validate_issuer, Settings, SettingsError};
+use crate::settings::{validate_issuer, validate_messaging, McpToolSet, Settings, SettingsError};
 
 /// The demo corpus shipped in `data/`, built in so the binary runs from any directory.
 const DEMO_CORPUS: &str = include_str!("../data/corpus.json");
 /// The catalog shipped in `data/`, built in for the same reason.
 const DEFAULT_CATALOG: &str = include_str!("../data/catalog.toml");
+/// The demo framework shipped in `data/`, served by `--mcp-tools framework` without `--framework`.
+const DEMO_FRAMEWORK: &str = include_str!("../data/framework.json");
 /// Seconds between sweeps of expired codes, tokens, links and sessions.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// Seconds a stopping server waits for in-flight requests.
@@ -33,6 +40,8 @@ pub enum StartupError {
     Corpus(#[from] CorpusError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Framework(#[from] FrameworkError),
     #[error("cannot listen on {address}: {source}")]
     Bind { address: SocketAddr, source: std::io::Error },
     #[error("cannot open the store: {0}")]
@@ -63,6 +72,7 @@ impl Application {
             None => Corpus::from_json("built-in demo corpus", DEMO_CORPUS)?,
         };
         let catalog = Arc::new(load_catalog(&settings)?);
+        let mcp_tools = load_mcp_tools(&settings)?;
 
         let public_listener = bind(settings.bind)?;
         let ops_listener = bind(settings.ops_bind)?;
@@ -70,14 +80,16 @@ impl Application {
         let ops_address = local_address(&ops_listener, settings.ops_bind)?;
         let issuer = settings.issuer.clone().unwrap_or_else(|| format!("http://{public_address}"));
         validate_issuer(&issuer)?;
+        validate_messaging(&settings)?;
 
         std::fs::create_dir_all(&settings.data_dir)?;
         let store = Store::open(&settings.data_dir.join("store"))?;
         let mail = mail_config(&settings, &issuer)?;
         let services_config = ServicesConfig {
             workers: 4,
-            accounts: AccountsConfig::default(),
+            accounts: accounts_config(&settings),
             mail,
+            sms: sms_config(&settings)?,
             sweep_interval: SWEEP_INTERVAL,
             usage_retention: settings.usage_retention_days * 86_400,
             billing_grace: settings.billing_grace_days * 86_400,
@@ -94,6 +106,11 @@ impl Application {
             stripe_webhook_secret: settings.stripe_webhook_secret.clone(),
             http_workers: settings.http_workers,
             shutdown_timeout: SHUTDOWN_TIMEOUT,
+            mcp_allowed_origins: settings.mcp_allowed_origins.clone(),
+            mcp_tools,
+            dynamic_registration: settings.dynamic_registration,
+            client_metadata_documents: settings.client_metadata_documents,
+            client_metadata_test_mode: settings.client_metadata_test_mode,
         };
         let state = AppState::new(services.clone(), Arc::new(corpus), catalog, web_config, clock);
         let public = ucca_web::public_server(public_listener, state.clone())?;
@@ -130,7 +147,17 @@ impl Application {
     /// Serves until SIGINT or SIGTERM (or a handle) stops the servers, which
     /// drain in-flight requests; then flushes the store.
     pub async fn run_until_stopped(self) -> Result<(), StartupError> {
+        let handles = self.handles();
+        let signals = actix_web::rt::spawn(async move {
+            wait_for_shutdown_signal().await;
+            tracing::info!(timeout_seconds = SHUTDOWN_TIMEOUT, "shutdown signal received; draining in-flight requests");
+            // Both stop together: an idle server finishing first must not end the process under the busy one.
+            let (public, ops) = handles;
+            let (_, _) = futures_util::future::join(public.stop(true), ops.stop(true)).await;
+        });
+
         let (public, ops) = futures_join(self.public, self.ops).await;
+        signals.abort();
         self.sweeper.stop().await;
         // Writes buffered usage events and commits everything, counters included.
         self.services.flush().await?;
@@ -155,8 +182,43 @@ async fn futures_join(public: Server, ops: Server) -> (std::io::Result<()>, std:
     (public_result, ops_result)
 }
 
+/// Waits for SIGTERM or SIGINT (Ctrl-C).
+async fn wait_for_shutdown_signal() {
+    use actix_web::rt::signal;
+    #[cfg(unix)]
+    {
+        match signal::unix::signal(signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                futures_util::future::select(Box::pin(terminate.recv()), Box::pin(signal::ctrl_c())).await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM; only SIGINT stops the server gracefully");
+                let _ = signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = signal::ctrl_c().await;
+    }
+}
+
 fn flatten(joined: Result<std::io::Result<()>, actix_web::rt::task::JoinError>) -> std::io::Result<()> {
     joined.map_err(std::io::Error::other)?
+}
+
+/// Loads what the `/mcp` tool set needs: for the framework tools, the framework file the settings name or the built-in one.
+fn load_mcp_tools(settings: &Settings) -> Result<McpTools, FrameworkError> {
+    match settings.mcp_tools {
+        McpToolSet::Corpus => Ok(McpTools::Corpus),
+        McpToolSet::Framework => {
+            let framework = match &settings.framework {
+                Some(path) => Framework::load(path)?,
+                None => Framework::from_json("built-in demo framework", DEMO_FRAMEWORK)?,
+            };
+            Ok(McpTools::Framework(Arc::new(framework)))
+        }
+    }
 }
 
 /// Loads the catalog the settings name, or the built-in one.
@@ -184,10 +246,82 @@ fn mail_config(settings: &Settings, issuer: &str) -> Result<MailConfig, StartupE
         .parse()
         .map_err(|_| SettingsError::Invalid(format!("mail-from {from_text:?} is not a valid mail address")))?;
     let transport = match &settings.smtp_url {
-        Some(url) => MailTransport::Smtp(url.clone()),
+        Some(url) => {
+            warn_if_unencrypted(url);
+            MailTransport::Smtp(SmtpRelay {
+                url: url.clone(),
+                password: settings.smtp_password.clone(),
+                retry: settings.mail_retry,
+                timeout: SMTP_TIMEOUT,
+            })
+        }
         None => MailTransport::Outbox(outbox_dir(settings)),
     };
+    match &transport {
+        MailTransport::Smtp(relay) => tracing::info!(relay = %redacted_url(&relay.url), "mail goes to the SMTP relay"),
+        MailTransport::Outbox(dir) => tracing::info!(outbox = %dir.display(), "mail is written to the outbox; set --smtp-url to send it"),
+    }
     Ok(MailConfig { from, transport })
+}
+
+/// Plain `smtp://` is meant for a relay on the same host; elsewhere sign-in links would cross the network in the clear.
+fn warn_if_unencrypted(url: &str) {
+    let Ok(parsed) = url::Url::parse(url) else { return };
+    let required_tls = parsed.query_pairs().any(|(name, value)| name == "tls" && value == "required");
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(address)) => address.is_loopback(),
+        Some(url::Host::Ipv6(address)) => address.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    if parsed.scheme() == "smtp" && !required_tls && !loopback {
+        tracing::warn!(relay = %redacted_url(url), "mail to this relay is not encrypted; use smtps:// or add ?tls=required");
+    }
+}
+
+/// Seconds one SMTP session may take, connection included.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Seconds one request to the SMS gateway may take, connection included.
+const SMS_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn accounts_config(settings: &Settings) -> AccountsConfig {
+    AccountsConfig {
+        link_limits: LinkLimits {
+            per_address: Limit::per_hour(settings.link_requests_per_address),
+            per_ip: Limit::per_hour(settings.link_requests_per_ip),
+        },
+        phone: PhoneConfig {
+            allowed_country_codes: settings.sms_country_codes.clone(),
+            per_number: Limit::per_hour(settings.phone_codes_per_number),
+            per_ip: Limit::per_hour(settings.phone_codes_per_ip),
+            daily_cap: settings.sms_daily_cap,
+            ..PhoneConfig::default()
+        },
+        ..AccountsConfig::default()
+    }
+}
+
+fn sms_config(settings: &Settings) -> Result<SmsConfig, StartupError> {
+    let gateway = (&settings.sms_gateway_url, &settings.sms_account_sid, &settings.sms_auth_token, &settings.sms_from);
+    let transport = match gateway {
+        (Some(base_url), Some(account_sid), Some(auth_token), Some(from)) => {
+            tracing::info!(gateway = %base_url, "text messages go to the SMS gateway");
+            SmsTransport::Twilio(TwilioConfig {
+                base_url: base_url.clone(),
+                account_sid: account_sid.clone(),
+                auth_token: auth_token.clone(),
+                from: from.clone(),
+            })
+        }
+        (None, _, _, _) => {
+            tracing::info!(outbox = %outbox_dir(settings).display(), "text messages are written to the outbox; set --sms-gateway-url to send them");
+            SmsTransport::Outbox(outbox_dir(settings))
+        }
+        _ => {
+            return Err(SettingsError::Invalid("sms-gateway-url needs sms-account-sid, sms-from and UCCA_SMS_AUTH_TOKEN".into()).into());
+        }
+    };
+    Ok(SmsConfig { transport, timeout: SMS_TIMEOUT })
 }
 
 /// Where mail goes when no SMTP relay is configured.

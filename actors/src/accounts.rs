@@ -27,10 +27,13 @@ pub struct AccountsConfig {
     pub phone: PhoneConfig,
 }
 
+/// How long a sign-in link can be used, in seconds, unless configured otherwise.
+pub const LINK_TTL: u64 = 15 * 60;
+
 impl Default for AccountsConfig {
     fn default() -> Self {
         AccountsConfig {
-            link_ttl: 15 * 60,
+            link_ttl: LINK_TTL,
             session_idle_ttl: 14 * 86_400,
             session_absolute_ttl: 30 * 86_400,
             link_limits: LinkLimits::default(),
@@ -71,9 +74,10 @@ impl Record for UserRecord {
     const VERSION: u16 = 1;
 }
 
+/// Index entry from a normalised email address to its user.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct EmailIndex {
-    user_id: String,
+pub struct EmailIndex {
+    pub user_id: String,
 }
 
 impl Record for EmailIndex {
@@ -167,7 +171,7 @@ impl Accounts {
         })
     }
 
-    /// The phone trees, for the phone verification handlers in [`crate::phone`].
+    /// Returns the phone trees, for the phone verification handlers in [`crate::phone`].
     pub(crate) fn phone_book(&self) -> &PhoneBook {
         &self.phone_book
     }
@@ -275,29 +279,41 @@ pub enum SignIn {
     Refused(LinkState),
 }
 
+impl Accounts {
+    /// Marks a usable link consumed; the compare-and-swap makes a link single use under concurrent confirms.
+    fn consume_link(&self, link: &Digest32, now: UnixTime) -> Result<Result<LinkRecord, LinkState>, StoreError> {
+        self.links.modify(link.as_bytes(), |current| match link_state(current.as_ref(), now) {
+            LinkState::Usable => {
+                let link = current.map(|link| LinkRecord { consumed: true, ..link });
+                let outcome = link.clone().ok_or(LinkState::Unknown);
+                (link.map_or(Change::Keep, Change::Put), outcome)
+            }
+            refused => (Change::Keep, Err(refused)),
+        })
+    }
+
+    /// Stores a new session for `user` and its entry in the user's session index; the caller commits.
+    fn start_session(&self, user: &UserRecord, device: String, now: UnixTime) -> Result<Secret, StoreError> {
+        let session = Secret::generate(SECRET_BYTES);
+        let record = SessionRecord { user_id: user.user_id.clone(), created_at: now, last_seen: now };
+        self.sessions.put(session.digest().as_bytes(), &record)?;
+        let entry = SessionIndexEntry { session: session.digest(), created_at: now, device };
+        self.session_index.put(&session_index_key(&user.user_id, &session.digest()), &entry)?;
+        Ok(session)
+    }
+}
+
 impl Handler<ConsumeLink> for Accounts {
     type Result = Result<SignIn, StoreError>;
 
     fn handle(&mut self, message: ConsumeLink, _: &mut Self::Context) -> Self::Result {
-        let consumed = self.links.modify(message.link.as_bytes(), |current| {
-            match link_state(current.as_ref(), message.now) {
-                LinkState::Usable => {
-                    let link = current.map(|link| LinkRecord { consumed: true, ..link });
-                    let outcome = link.clone().ok_or(LinkState::Unknown);
-                    (link.map_or(Change::Keep, Change::Put), outcome)
-                }
-                refused => (Change::Keep, Err(refused)),
-            }
-        })?;
-        let link = match consumed {
+        let link = match self.consume_link(&message.link, message.now)? {
             Ok(link) => link,
             Err(state) => return Ok(SignIn::Refused(state)),
         };
 
         let user = self.find_or_create_user(&link.email, message.now)?;
-        let session = Secret::generate(SECRET_BYTES);
-        let record = SessionRecord { user_id: user.user_id.clone(), created_at: message.now, last_seen: message.now };
-        self.sessions.put(session.digest().as_bytes(), &record)?;
+        let session = self.start_session(&user, String::new(), message.now)?;
         self.store.commit()?;
 
         tracing::info!(target: "ucca::security", user_id = %user.user_id, "signed in by magic link");
@@ -345,6 +361,9 @@ impl Handler<EndSession> for Accounts {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, message: EndSession, _: &mut Self::Context) -> Self::Result {
+        if let Some(session) = self.sessions.get(message.session.as_bytes())? {
+            self.session_index.remove(&session_index_key(&session.user_id, &message.session))?;
+        }
         self.sessions.remove(message.session.as_bytes())?;
         self.store.commit()
     }
@@ -362,8 +381,15 @@ impl Handler<SweepAccounts> for Accounts {
 
     fn handle(&mut self, message: SweepAccounts, _: &mut Self::Context) -> Self::Result {
         let links = self.links.remove_where(|link| link.expires_at <= message.now)?;
+        let bindings = self.link_browsers.remove_where(|binding| binding.expires_at <= message.now)?;
         let sessions = self.sessions.remove_where(|session| self.session_expired(session, message.now))?;
-        Ok(links + sessions)
+        // An index entry outlives its session when the session expired or was ended by an older build.
+        let orphans = self
+            .session_index
+            .remove_where(|entry| matches!(self.sessions.get(entry.session.as_bytes()), Ok(None)))?;
+        let windows = ratelimit::sweep(&self.link_limits, message.now)?;
+        let phone = self.phone_book.sweep(message.now)?;
+        Ok(links + bindings + sessions + orphans + windows + phone)
     }
 }
 
@@ -517,6 +543,472 @@ impl Handler<WithdrawConsent> for Accounts {
             tracing::info!(target: "ucca::security", user_id = %message.user_id, client_id = %message.client_id, "consent withdrawn");
         }
         Ok(existed)
+    }
+}
+
+/// The browser a sign-in link was requested from, as the SHA-256 of a random value in that browser's cookie.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LinkBinding {
+    pub browser: Digest32,
+    pub expires_at: UnixTime,
+}
+
+impl Record for LinkBinding {
+    const KIND: &'static str = "link binding";
+    const VERSION: u16 = 1;
+}
+
+/// Entry of a user's session index, which lets the account page list the user's sessions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionIndexEntry {
+    /// Key of the session in the `sessions` tree.
+    pub session: Digest32,
+    pub created_at: UnixTime,
+    /// The browser's User-Agent at sign-in, shortened by the caller; empty when unknown.
+    pub device: String,
+}
+
+impl Record for SessionIndexEntry {
+    const KIND: &'static str = "session index entry";
+    const VERSION: u16 = 1;
+}
+
+/// Index keys are the user id, '/', and the hex session digest; user ids are hex, so '/' ends the prefix.
+fn session_index_key(user_id: &str, session: &Digest32) -> Vec<u8> {
+    format!("{user_id}/{}", hex::encode(session.0)).into_bytes()
+}
+
+/// Returns the key range `[user_id + "/", user_id + "0")`, which contains exactly the keys that start with `user_id/`.
+fn user_key_range(user_id: &str) -> (Vec<u8>, Vec<u8>) {
+    (format!("{user_id}/").into_bytes(), format!("{user_id}0").into_bytes())
+}
+
+/// The sign-in link limit that rejected a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkLimit {
+    Address,
+    Ip,
+}
+
+impl LinkLimit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkLimit::Address => "per-address",
+            LinkLimit::Ip => "per-IP",
+        }
+    }
+}
+
+impl Accounts {
+    /// Counts a link request against the per-address limit, then the per-IP limit; returns the limit that rejected it.
+    fn admit_link_request(&self, email: &str, ip: Option<IpAddr>, now: UnixTime) -> Result<Option<LinkLimit>, StoreError> {
+        // Keyed by a digest, so the limit tree does not list the addresses people typed.
+        let address_key = format!("address/{}", hex::encode(Sha256::digest(email.as_bytes())));
+        if let Admission::Limited { .. } = ratelimit::admit(&self.link_limits, address_key.as_bytes(), self.config.link_limits.per_address, now)? {
+            return Ok(Some(LinkLimit::Address));
+        }
+        if let Some(ip) = ip {
+            let ip_key = format!("ip/{ip}");
+            if let Admission::Limited { .. } = ratelimit::admit(&self.link_limits, ip_key.as_bytes(), self.config.link_limits.per_ip, now)? {
+                return Ok(Some(LinkLimit::Ip));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Stores a new link for `email` bound to `browser`; the caller commits.
+    fn issue_bound_link(&self, email: String, return_to: Option<String>, browser: Digest32, now: UnixTime) -> Result<Secret, StoreError> {
+        let token = Secret::generate(SECRET_BYTES);
+        let expires_at = now + self.config.link_ttl;
+        self.links.put(token.digest().as_bytes(), &LinkRecord { email, return_to, expires_at, consumed: false })?;
+        self.link_browsers.put(token.digest().as_bytes(), &LinkBinding { browser, expires_at })?;
+        Ok(token)
+    }
+
+    /// Checks whether `browser` may use a link. Links without a binding, from before bindings existed, are open to any browser.
+    fn browser_may_use(&self, link: &Digest32, browser: Option<&Digest32>) -> Result<bool, StoreError> {
+        Ok(match self.link_browsers.get(link.as_bytes())? {
+            Some(binding) => browser.is_some_and(|browser| browser.matches(&binding.browser)),
+            None => true,
+        })
+    }
+}
+
+/// Creates a single-use sign-in link bound to the browser that asked, unless a link request limit is reached.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<LinkRequest, StoreError>")]
+pub struct RequestBoundLink {
+    /// Normalised by the caller.
+    pub email: String,
+    /// Same-origin path, checked by the caller.
+    pub return_to: Option<String>,
+    pub browser: Digest32,
+    /// The caller's address, for the per-IP limit; `None` skips that limit.
+    pub ip: Option<IpAddr>,
+    pub now: UnixTime,
+}
+
+#[derive(Debug)]
+pub enum LinkRequest {
+    Issued(Secret),
+    /// A limit rejected the request, so no link was created.
+    Limited(LinkLimit),
+}
+
+impl Handler<RequestBoundLink> for Accounts {
+    type Result = Result<LinkRequest, StoreError>;
+
+    fn handle(&mut self, message: RequestBoundLink, _: &mut Self::Context) -> Self::Result {
+        if let Some(limit) = self.admit_link_request(&message.email, message.ip, message.now)? {
+            tracing::info!(target: "ucca::security", limit = limit.as_str(), ip = ?message.ip, "sign-in link request rejected by a limit");
+            return Ok(LinkRequest::Limited(limit));
+        }
+        let token = self.issue_bound_link(message.email, message.return_to, message.browser, message.now)?;
+        self.store.commit()?;
+        Ok(LinkRequest::Issued(token))
+    }
+}
+
+/// Outcome of checking a link for one browser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkCheck {
+    Usable,
+    /// The link is usable, but only in the browser that requested it.
+    OtherBrowser,
+    Unusable(LinkState),
+}
+
+/// Reports whether a browser could consume a link, without consuming it.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<LinkCheck, StoreError>")]
+pub struct InspectBoundLink {
+    pub link: Digest32,
+    /// Digest of the browser's binding cookie, if it sent one.
+    pub browser: Option<Digest32>,
+    pub now: UnixTime,
+}
+
+impl Handler<InspectBoundLink> for Accounts {
+    type Result = Result<LinkCheck, StoreError>;
+
+    fn handle(&mut self, message: InspectBoundLink, _: &mut Self::Context) -> Self::Result {
+        match link_state(self.links.get(message.link.as_bytes())?.as_ref(), message.now) {
+            LinkState::Usable if self.browser_may_use(&message.link, message.browser.as_ref())? => Ok(LinkCheck::Usable),
+            LinkState::Usable => Ok(LinkCheck::OtherBrowser),
+            other => Ok(LinkCheck::Unusable(other)),
+        }
+    }
+}
+
+/// Consumes a link in the browser it is bound to and signs its owner in with a new session.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<BoundSignIn, StoreError>")]
+pub struct ConsumeBoundLink {
+    pub link: Digest32,
+    pub browser: Option<Digest32>,
+    /// The browser's User-Agent, shortened, for the session list.
+    pub device: String,
+    pub now: UnixTime,
+}
+
+#[derive(Debug)]
+pub enum BoundSignIn {
+    SignedIn { session: Secret, user: UserRecord, return_to: Option<String> },
+    /// The link belongs to another browser and stays usable there.
+    OtherBrowser,
+    Refused(LinkState),
+}
+
+impl Handler<ConsumeBoundLink> for Accounts {
+    type Result = Result<BoundSignIn, StoreError>;
+
+    fn handle(&mut self, message: ConsumeBoundLink, _: &mut Self::Context) -> Self::Result {
+        // A binding never changes once written, so checking it before the consuming compare-and-swap is race free.
+        if !self.browser_may_use(&message.link, message.browser.as_ref())? {
+            let state = link_state(self.links.get(message.link.as_bytes())?.as_ref(), message.now);
+            if state == LinkState::Usable {
+                tracing::info!(target: "ucca::security", link = %message.link.label(), "sign-in link rejected in another browser");
+                return Ok(BoundSignIn::OtherBrowser);
+            }
+            return Ok(BoundSignIn::Refused(state));
+        }
+        let link = match self.consume_link(&message.link, message.now)? {
+            Ok(link) => link,
+            Err(state) => return Ok(BoundSignIn::Refused(state)),
+        };
+
+        let user = self.find_or_create_user(&link.email, message.now)?;
+        let session = self.start_session(&user, message.device, message.now)?;
+        self.link_browsers.remove(message.link.as_bytes())?;
+        self.store.commit()?;
+
+        tracing::info!(target: "ucca::security", user_id = %user.user_id, "signed in by magic link");
+        Ok(BoundSignIn::SignedIn { session, user, return_to: link.return_to })
+    }
+}
+
+/// Mails a fresh link, bound to the asking browser, for a usable link that was opened in another browser.
+/// Holding the first link shows access to the mailbox, so the new link goes to the same address.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Reissue, StoreError>")]
+pub struct ReissueLink {
+    pub link: Digest32,
+    pub browser: Digest32,
+    pub ip: Option<IpAddr>,
+    pub now: UnixTime,
+}
+
+#[derive(Debug)]
+pub enum Reissue {
+    Issued { token: Secret, email: String },
+    Limited(LinkLimit),
+    Unusable(LinkState),
+}
+
+impl Handler<ReissueLink> for Accounts {
+    type Result = Result<Reissue, StoreError>;
+
+    fn handle(&mut self, message: ReissueLink, _: &mut Self::Context) -> Self::Result {
+        let record = self.links.get(message.link.as_bytes())?;
+        let link = match (link_state(record.as_ref(), message.now), record) {
+            (LinkState::Usable, Some(link)) => link,
+            (LinkState::Usable, None) => return Ok(Reissue::Unusable(LinkState::Unknown)),
+            (state, _) => return Ok(Reissue::Unusable(state)),
+        };
+        if let Some(limit) = self.admit_link_request(&link.email, message.ip, message.now)? {
+            tracing::info!(target: "ucca::security", limit = limit.as_str(), ip = ?message.ip, "sign-in link reissue rejected by a limit");
+            return Ok(Reissue::Limited(limit));
+        }
+
+        let token = self.issue_bound_link(link.email.clone(), link.return_to, message.browser, message.now)?;
+        self.store.commit()?;
+        Ok(Reissue::Issued { token, email: link.email })
+    }
+}
+
+/// One of a user's live sessions.
+#[derive(Debug, Clone)]
+pub struct SessionSummary {
+    pub session: Digest32,
+    pub created_at: UnixTime,
+    pub last_seen: UnixTime,
+    pub device: String,
+}
+
+/// Lists a user's live sessions, most recently used first.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<SessionSummary>, StoreError>")]
+pub struct ListSessions {
+    pub user_id: String,
+    pub now: UnixTime,
+}
+
+impl Handler<ListSessions> for Accounts {
+    type Result = Result<Vec<SessionSummary>, StoreError>;
+
+    fn handle(&mut self, message: ListSessions, _: &mut Self::Context) -> Self::Result {
+        // NOTE: sessions created before the session index existed are not listed; they still end on "sign out everywhere else" and expire as usual.
+        let (start, end) = user_key_range(&message.user_id);
+        let mut sessions = Vec::new();
+        for entry in self.session_index.range(&start, &end) {
+            let (_, entry) = entry?;
+            let Some(session) = self.sessions.get(entry.session.as_bytes())? else { continue };
+            if session.user_id != message.user_id || self.session_expired(&session, message.now) {
+                continue;
+            }
+            sessions.push(SessionSummary {
+                session: entry.session,
+                created_at: session.created_at,
+                last_seen: session.last_seen,
+                device: entry.device,
+            });
+        }
+        sessions.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(b.created_at.cmp(&a.created_at)));
+        Ok(sessions)
+    }
+}
+
+/// Ends one session of a user, only if it is theirs; returns whether it ended.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<bool, StoreError>")]
+pub struct EndUserSession {
+    pub user_id: String,
+    pub session: Digest32,
+}
+
+impl Handler<EndUserSession> for Accounts {
+    type Result = Result<bool, StoreError>;
+
+    fn handle(&mut self, message: EndUserSession, _: &mut Self::Context) -> Self::Result {
+        let ended = self.sessions.modify(message.session.as_bytes(), |current| match current {
+            Some(session) if session.user_id == message.user_id => (Change::Remove, true),
+            _ => (Change::Keep, false),
+        })?;
+        if ended {
+            self.session_index.remove(&session_index_key(&message.user_id, &message.session))?;
+            self.store.commit()?;
+            tracing::info!(target: "ucca::security", user_id = %message.user_id, session = %message.session.label(), "session ended from the account page");
+        }
+        Ok(ended)
+    }
+}
+
+impl Accounts {
+    /// Removes every session of `user_id` except `keep`, with their index entries; returns how many. The caller commits.
+    fn end_sessions_of(&self, user_id: &str, keep: Option<&Digest32>) -> Result<usize, StoreError> {
+        // A full scan, so sessions missing from the index (made by an older build) end too.
+        let mut ended = 0;
+        let keys: Vec<Vec<u8>> = self
+            .sessions
+            .entries()
+            .filter_map(|entry| match entry {
+                Ok((key, session)) if session.user_id == user_id && !keep.is_some_and(|keep| keep.as_bytes() == key.as_slice()) => {
+                    Some(Ok(key))
+                }
+                Ok(_) => None,
+                Err(error) => Some(Err(error)),
+            })
+            .collect::<Result<_, _>>()?;
+        for key in keys {
+            let removed = self.sessions.modify(&key, |current| match current {
+                Some(session) if session.user_id == user_id => (Change::Remove, true),
+                _ => (Change::Keep, false),
+            })?;
+            if removed {
+                ended += 1;
+            }
+        }
+
+        let (start, end) = user_key_range(user_id);
+        let stale: Vec<Vec<u8>> = self
+            .session_index
+            .range(&start, &end)
+            .filter_map(|entry| match entry {
+                Ok((key, entry)) if !keep.is_some_and(|keep| keep.matches(&entry.session)) => Some(Ok(key)),
+                Ok(_) => None,
+                Err(error) => Some(Err(error)),
+            })
+            .collect::<Result<_, _>>()?;
+        for key in stale {
+            self.session_index.remove(&key)?;
+        }
+        Ok(ended)
+    }
+}
+
+/// Ends every session of a user except the one making the request; returns how many ended.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<usize, StoreError>")]
+pub struct EndOtherSessions {
+    pub user_id: String,
+    pub keep: Digest32,
+}
+
+impl Handler<EndOtherSessions> for Accounts {
+    type Result = Result<usize, StoreError>;
+
+    fn handle(&mut self, message: EndOtherSessions, _: &mut Self::Context) -> Self::Result {
+        let ended = self.end_sessions_of(&message.user_id, Some(&message.keep))?;
+        self.store.commit()?;
+        tracing::info!(target: "ucca::security", user_id = %message.user_id, ended, "other sessions ended");
+        Ok(ended)
+    }
+}
+
+/// One client a user has approved, with the scopes approved.
+#[derive(Debug, Clone)]
+pub struct ConsentSummary {
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    pub granted_at: UnixTime,
+}
+
+/// Lists the clients a user has approved, in client id order.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<ConsentSummary>, StoreError>")]
+pub struct ListConsents {
+    pub user_id: String,
+}
+
+impl Handler<ListConsents> for Accounts {
+    type Result = Result<Vec<ConsentSummary>, StoreError>;
+
+    fn handle(&mut self, message: ListConsents, _: &mut Self::Context) -> Self::Result {
+        let (start, end) = user_key_range(&message.user_id);
+        self.consents
+            .range(&start, &end)
+            .map(|entry| {
+                let (key, consent) = entry?;
+                let client_id = String::from_utf8_lossy(&key[start.len()..]).into_owned();
+                Ok(ConsentSummary { client_id, scopes: consent.scopes, granted_at: consent.granted_at })
+            })
+            .collect()
+    }
+}
+
+/// Deletes a user's personal data from the Accounts trees: sessions, consents,
+/// entitlements, phone, unused sign-in links, the email index entry and the user
+/// record, in that order, so a retry after a crash finishes the work.
+/// Link request counters stay, keyed by digests, so deleting an account does not reset the abuse limits.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<AccountDeletion, StoreError>")]
+pub struct DeleteUser {
+    pub user_id: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountDeletion {
+    /// Whether the user record existed; false when an earlier attempt already removed it.
+    pub user_found: bool,
+    pub sessions: usize,
+    pub consents: usize,
+    pub links: usize,
+}
+
+impl Handler<DeleteUser> for Accounts {
+    type Result = Result<AccountDeletion, StoreError>;
+
+    fn handle(&mut self, message: DeleteUser, _: &mut Self::Context) -> Self::Result {
+        let user_id = message.user_id.as_str();
+        let user = self.users.get(user_id.as_bytes())?;
+        let mut deletion = AccountDeletion { user_found: user.is_some(), ..AccountDeletion::default() };
+
+        deletion.sessions = self.end_sessions_of(user_id, None)?;
+        let (start, end) = user_key_range(user_id);
+        let consent_keys: Vec<Vec<u8>> = self.consents.range(&start, &end).map(|entry| entry.map(|(key, _)| key)).collect::<Result<_, _>>()?;
+        for key in &consent_keys {
+            self.consents.remove(key)?;
+        }
+        deletion.consents = consent_keys.len();
+        self.entitlements.remove(user_id.as_bytes())?;
+        self.phone_book.forget(user_id)?;
+
+        if let Some(user) = &user {
+            let link_keys: Vec<Vec<u8>> = self
+                .links
+                .entries()
+                .filter_map(|entry| match entry {
+                    Ok((key, link)) if link.email == user.email => Some(Ok(key)),
+                    Ok(_) => None,
+                    Err(error) => Some(Err(error)),
+                })
+                .collect::<Result<_, _>>()?;
+            for key in &link_keys {
+                self.links.remove(key)?;
+                self.link_browsers.remove(key)?;
+            }
+            deletion.links = link_keys.len();
+            // Only the entry that still names this user goes; a new account may already own the address.
+            self.emails.modify(user.email.as_bytes(), |current| match current {
+                Some(index) if index.user_id == user_id => (Change::Remove, ()),
+                _ => (Change::Keep, ()),
+            })?;
+        }
+        self.users.remove(user_id.as_bytes())?;
+        self.store.commit()?;
+
+        tracing::info!(target: "ucca::security", user_id, sessions = deletion.sessions, consents = deletion.consents, "user deleted");
+        Ok(deletion)
     }
 }
 

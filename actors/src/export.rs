@@ -22,11 +22,13 @@ use crate::apikeys::{ApiKeyRecord, KeyIndex};
 use crate::billing::{CustomerLink, PendingEvent, ProcessedEvent, SubscriptionRecord, UserBilling};
 use crate::quotas::{IpWindow, QuotaRecord};
 use crate::usage::UsageEvent;
-use crate::accounts::{ConsentRecord, EntitlementRecord, LinkRecord, SessionRecord, UserRecord};
-use crate::clients::ClientRecord;
+use crate::accounts::{ConsentRecord, EmailIndex, EntitlementRecord, LinkBinding, LinkRecord, SessionIndexEntry, SessionRecord, UserRecord};
+use crate::clients::{ClientRecord, SelfRegistration};
 use crate::clock::UnixTime;
 use crate::codec::{decode, encode, Record};
 use crate::codes::CodeRecord;
+use crate::phone::PhoneRecord;
+use crate::ratelimit::LimitWindow;
 use crate::store::{Store, StoreError};
 use crate::tokens::{GrantRecord, TokenRecord};
 
@@ -63,6 +65,8 @@ impl TreeFormat {
 /// export fail rather than leave records out; `every_actor_tree_has_a_format` checks the list.
 const TREES: &[TreeFormat] = &[
     TreeFormat::of::<ClientRecord>("clients", Some("client_id")),
+    TreeFormat::of::<SelfRegistration>("client_registrations", None),
+    TreeFormat::of::<LimitWindow>("client_registration_limits", None),
     TreeFormat::of::<CodeRecord>("codes", None),
     TreeFormat::of::<TokenRecord>("tokens", None),
     TreeFormat::of::<GrantRecord>("grants", None),
@@ -72,6 +76,11 @@ const TREES: &[TreeFormat] = &[
     TreeFormat::of::<SessionRecord>("sessions", None),
     TreeFormat::of::<EntitlementRecord>("entitlements", None),
     TreeFormat::of::<ConsentRecord>("consents", None),
+    TreeFormat::of::<LinkBinding>("link_browsers", None),
+    TreeFormat::of::<SessionIndexEntry>("session_index", None),
+    TreeFormat::of::<LimitWindow>("link_limits", None),
+    TreeFormat::of::<PhoneRecord>("phones", None),
+    TreeFormat::of::<LimitWindow>("phone_limits", None),
     TreeFormat::of::<ApiKeyRecord>("api_keys", None),
     TreeFormat::of::<KeyIndex>("api_key_ids", None),
     TreeFormat::of::<QuotaRecord>("quota_counters", None),
@@ -83,19 +92,6 @@ const TREES: &[TreeFormat] = &[
     TreeFormat::of::<UserBilling>("billing_users", None),
     TreeFormat::of::<PendingEvent>("billing_pending", None),
 ];
-
-/// The email index entry as the Accounts actor stores it.
-// NOTE: a copy of the private `accounts::EmailIndex`, because that type is not
-// public; the two must keep the same fields, KIND and VERSION.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct EmailIndex {
-    user_id: String,
-}
-
-impl Record for EmailIndex {
-    const KIND: &'static str = "email index";
-    const VERSION: u16 = 1;
-}
 
 fn format_of(tree: &str) -> Option<&'static TreeFormat> {
     TREES.iter().find(|format| format.tree == tree)
@@ -407,6 +403,7 @@ mod tests {
     use crate::accounts::AccountsConfig;
     use crate::clients::AuthMethod;
     use crate::mailer::{MailConfig, MailTransport};
+    use crate::sms::SmsConfig;
     use crate::secret::Digest32;
     use crate::services::{Services, ServicesConfig};
     use crate::store::Table;
@@ -462,6 +459,7 @@ mod tests {
                 from: "test <no-reply@example.org>".parse().unwrap(),
                 transport: MailTransport::Outbox(outbox.path().to_path_buf()),
             },
+            sms: SmsConfig::outbox(outbox.path().to_path_buf()),
             sweep_interval: Duration::from_secs(3600),
             usage_retention: 400 * 86_400,
             billing_grace: 7 * 86_400,

@@ -5,7 +5,7 @@
 //! A code is 6 digits, lives 10 minutes and allows 5 attempts. Only its
 //! SHA-256, taken over the user id, the number and the code, is stored. A
 //! 6-digit code is easy to find from its hash offline, so the attempt limit,
-//! not the hash, is what protects a pending code; the hash only keeps codes
+//! not the hash, is what protects a pending code. The hash only keeps codes
 //! out of backups and exports.
 
 use std::net::IpAddr;
@@ -25,6 +25,8 @@ use crate::store::{Change, Store, StoreError, Table};
 
 /// Digits in a verification code.
 pub const CODE_DIGITS: usize = 6;
+/// How long a code can be used, in seconds, unless configured otherwise.
+pub const CODE_TTL: u64 = 10 * 60;
 
 /// Rules for sending and checking verification codes.
 #[derive(Debug, Clone)]
@@ -48,7 +50,7 @@ pub struct PhoneConfig {
 impl Default for PhoneConfig {
     fn default() -> Self {
         PhoneConfig {
-            code_ttl: 10 * 60,
+            code_ttl: CODE_TTL,
             max_attempts: 5,
             // Australia only: toll fraud pumps messages to premium ranges abroad,
             // so each further country is an operator's deliberate choice.
@@ -65,7 +67,7 @@ impl Default for PhoneConfig {
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhoneNumber(String);
 
-/// Why text could not be read as a phone number.
+/// Reason a text is not a usable phone number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NumberProblem {
     /// Not `+` followed by 8 to 15 digits (spaces, dots, dashes and brackets aside).
@@ -104,7 +106,7 @@ impl PhoneNumber {
         &self.0
     }
 
-    /// The number with all but its first three and last two digits hidden, for logs and pages.
+    /// Returns the number with all but its first three and last two digits hidden, for logs.
     pub fn masked(&self) -> String {
         let digits = &self.0[1..];
         let shown_tail = &digits[digits.len() - 2..];
@@ -112,8 +114,8 @@ impl PhoneNumber {
         format!("+{}{}{shown_tail}", &digits[..3], "*".repeat(hidden))
     }
 
-    /// Whether the number starts with one of `codes`. Calling codes form a prefix
-    /// code (no code begins another), so a prefix match finds the country.
+    /// Checks whether the number starts with one of `codes`. Calling codes form a
+    /// prefix code (no code begins another), so a prefix match finds the country.
     pub fn has_country_code(&self, codes: &[String]) -> bool {
         codes.iter().any(|code| !code.is_empty() && self.0[1..].starts_with(code.as_str()))
     }
@@ -153,8 +155,8 @@ pub struct PendingCode {
     pub attempts: u32,
 }
 
-/// The digest stored for a code. The user id and number bind it, so one
-/// digest cannot be replayed for another account or another number.
+/// Computes the digest stored for a code. The user id and number bind it, so
+/// one digest cannot be replayed for another account or another number.
 fn code_digest(user_id: &str, number: &PhoneNumber, code: &str) -> Digest32 {
     let mut hasher = Sha256::new();
     hasher.update(b"ucca-auth phone code\0");
@@ -220,7 +222,7 @@ fn hex_digest(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
-/// Which toll-fraud limit refused a code.
+/// The toll-fraud limit that rejected a code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PhoneLimit {
     Number,
@@ -275,7 +277,7 @@ impl Handler<IssuePhoneCode> for Accounts {
             return Ok(CodeIssue::AlreadyVerified);
         }
         if let Some(limit) = book.admit(&message.user_id, &message.number, message.ip, message.now)? {
-            tracing::info!(target: "ucca::security", user_id = %message.user_id, number = %message.number.masked(), limit = limit.as_str(), "phone code refused by a limit");
+            tracing::info!(target: "ucca::security", user_id = %message.user_id, number = %message.number.masked(), limit = limit.as_str(), "phone code rejected by a limit");
             return Ok(CodeIssue::Limited(limit));
         }
 
@@ -357,7 +359,7 @@ impl Handler<VerifyPhoneCode> for Accounts {
                 tracing::info!(target: "ucca::security", user_id = %message.user_id, attempts_left, "wrong phone code");
             }
             CodeCheck::NoAttemptsLeft => {
-                tracing::info!(target: "ucca::security", user_id = %message.user_id, "phone code refused: no attempts left");
+                tracing::info!(target: "ucca::security", user_id = %message.user_id, "phone code rejected: no attempts left");
             }
             CodeCheck::Expired | CodeCheck::NothingPending => {}
         }
@@ -445,15 +447,15 @@ mod tests {
             ("Australian mobile one digit short", "+61 412 345 67", Err(NumberProblem::NotAustralianMobile)),
         ];
         for (description, raw, expected) in cases {
-            assert_eq!(PhoneNumber::parse(raw).as_ref().map(PhoneNumber::as_str), expected, "{description}");
+            assert_eq!(PhoneNumber::parse(raw).as_ref().map(PhoneNumber::as_str).map_err(|problem| *problem), expected, "{description}");
         }
     }
 
     #[test]
     fn masking_keeps_country_prefix_and_last_two_digits() {
         let number = PhoneNumber::parse("+61412345678").unwrap();
-        assert_eq!(number.masked(), "+614*******78");
-        assert_eq!(format!("{number:?}"), "PhoneNumber(+614*******78)");
+        assert_eq!(number.masked(), "+614******78");
+        assert_eq!(format!("{number:?}"), "PhoneNumber(+614******78)");
     }
 
     #[test]

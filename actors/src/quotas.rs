@@ -6,12 +6,17 @@
 //! call changes nothing. Counters are not committed per call: the periodic
 //! flush makes them durable, so a power loss can lose about a second of counts.
 
+use std::sync::Arc;
+
 use actix::{Actor, Handler, Message, SyncContext};
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::{Capability, Catalog};
 use crate::clock::UnixTime;
 use crate::codec::Record;
+use crate::secret::Digest32;
 use crate::store::{Change, Store, StoreError, Table};
+use crate::tokens::{token_status, GrantRecord, TokenKind, TokenRecord, TokenStatus};
 
 /// One customer's counters on one plan.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,11 +92,19 @@ fn month_number(time: UnixTime) -> u32 {
 pub struct Quotas {
     counters: Table<QuotaRecord>,
     ip_windows: Table<IpWindow>,
+    /// The Tokens actor's tables, only read here, by [`ConsumeForToken`].
+    tokens: Table<TokenRecord>,
+    grants: Table<GrantRecord>,
 }
 
 impl Quotas {
     pub fn new(store: Store) -> Result<Quotas, StoreError> {
-        Ok(Quotas { counters: store.table("quota_counters")?, ip_windows: store.table("ip_windows")? })
+        Ok(Quotas {
+            counters: store.table("quota_counters")?,
+            ip_windows: store.table("ip_windows")?,
+            tokens: store.table("tokens")?,
+            grants: store.table("grants")?,
+        })
     }
 }
 
@@ -128,6 +141,12 @@ impl Handler<Consume> for Quotas {
     type Result = Result<QuotaDecision, StoreError>;
 
     fn handle(&mut self, message: Consume, _: &mut Self::Context) -> Self::Result {
+        self.consume(&message)
+    }
+}
+
+impl Quotas {
+    fn consume(&self, message: &Consume) -> Result<QuotaDecision, StoreError> {
         let month = month_number(message.now);
         let resets_at = next_month_start(message.now);
         self.counters.modify(&counter_key(&message.customer, &message.plan), |current| {
@@ -152,6 +171,64 @@ impl Handler<Consume> for Quotas {
             let decision = QuotaDecision::Allowed { used: record.used, burst_used: record.in_second, resets_at };
             (Change::Put(record), decision)
         })
+    }
+}
+
+/// Validates an access token and, when it may make the call, consumes one call
+/// of its plan: [`crate::tokens::ValidateToken`] and [`Consume`] in one round
+/// trip, for the REST middleware's hot path.
+///
+/// A call is counted only when the token is an active access token for
+/// `resource` whose scopes grant `capability` and map to a catalog plan, which
+/// are exactly the calls the middleware would have sent `Consume` for. The
+/// token tables are only read here; the Tokens actor remains their only writer.
+#[derive(Message)]
+#[rtype(result = "Result<TokenCall, StoreError>")]
+pub struct ConsumeForToken {
+    pub token: Digest32,
+    /// The resource (RFC 8707) the call is made at.
+    pub resource: String,
+    pub capability: Capability,
+    pub catalog: Arc<Catalog>,
+    pub now: UnixTime,
+}
+
+/// What [`ConsumeForToken`] found and did.
+#[derive(Debug, Clone)]
+pub struct TokenCall {
+    /// The token's status, as [`crate::tokens::ValidateToken`] returns it.
+    pub status: TokenStatus,
+    /// The counter's decision, when a call was counted; `None` when the token may not make the call or has no plan.
+    pub decision: Option<QuotaDecision>,
+}
+
+impl Handler<ConsumeForToken> for Quotas {
+    type Result = Result<TokenCall, StoreError>;
+
+    fn handle(&mut self, message: ConsumeForToken, _: &mut Self::Context) -> Self::Result {
+        let status = token_status(&self.tokens, &self.grants, &message.token, message.now)?;
+        let consume = match &status {
+            TokenStatus::Active(record)
+                if record.kind == TokenKind::Access
+                    && record.resource == message.resource
+                    && message.catalog.grants(&record.scopes, message.capability) =>
+            {
+                message.catalog.plan_for(&record.scopes).and_then(|name| {
+                    let plan = message.catalog.plan(name)?;
+                    Some(Consume {
+                        customer: record.user_id.clone(),
+                        plan: name.to_string(),
+                        monthly_limit: plan.call_limit_monthly,
+                        burst_limit: plan.burst_per_second,
+                        cost: 1,
+                        now: message.now,
+                    })
+                })
+            }
+            _ => None,
+        };
+        let decision = consume.map(|consume| self.consume(&consume)).transpose()?;
+        Ok(TokenCall { status, decision })
     }
 }
 
@@ -222,6 +299,72 @@ impl Handler<SweepQuotas> for Quotas {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tokens::{Issue, IssueTokens, Tokens};
+    use actix::{Addr, SyncArbiter};
+
+    const NOW: UnixTime = 1_767_225_600;
+    const RESOURCE: &str = "https://auth.example/v1";
+
+    /// The shipped catalog: "read" maps to the operational plan, "ucco:framework" to none.
+    fn catalog() -> Arc<Catalog> {
+        Arc::new(Catalog::from_toml("catalog", include_str!("../../data/catalog.toml")).unwrap())
+    }
+
+    async fn issue(tokens: &Addr<Tokens>, grant_id: &str, scopes: &[&str]) -> (Digest32, Digest32) {
+        let message = IssueTokens {
+            grant_id: grant_id.into(),
+            client_id: "client".into(),
+            user_id: "user".into(),
+            scopes: scopes.iter().map(|scope| scope.to_string()).collect(),
+            resource: RESOURCE.into(),
+            access_ttl: 60,
+            refresh_ttl: 600,
+            now: NOW,
+        };
+        match tokens.send(message).await.unwrap().unwrap() {
+            Issue::Issued { access_token, refresh_token } => (access_token.digest(), refresh_token.digest()),
+            Issue::GrantRevoked => panic!("grant {grant_id} was reported revoked"),
+        }
+    }
+
+    #[test]
+    fn consume_for_token_counts_only_calls_the_token_may_make() {
+        actix::System::new().block_on(async {
+            let store = Store::temporary().unwrap();
+            let (for_tokens, for_quotas) = (store.clone(), store.clone());
+            let tokens = SyncArbiter::start(1, move || Tokens::new(for_tokens.clone()).unwrap());
+            let quotas = SyncArbiter::start(1, move || Quotas::new(for_quotas.clone()).unwrap());
+            let (access, refresh) = issue(&tokens, "operational", &["read"]).await;
+            let (framework_access, _) = issue(&tokens, "framework", &["ucco:framework"]).await;
+            let call = |token, resource: &str, capability, now| ConsumeForToken {
+                token,
+                resource: resource.into(),
+                capability,
+                catalog: catalog(),
+                now,
+            };
+
+            let counted = quotas.send(call(access, RESOURCE, Capability::Lookup, NOW)).await.unwrap().unwrap();
+            assert!(matches!(counted.status, TokenStatus::Active(_)));
+            assert!(matches!(counted.decision, Some(QuotaDecision::Allowed { used: 1, .. })), "{:?}", counted.decision);
+
+            let uncounted = [
+                ("refresh token", call(refresh, RESOURCE, Capability::Lookup, NOW)),
+                ("other resource", call(access, "https://auth.example/mcp", Capability::Lookup, NOW)),
+                ("capability not granted", call(access, RESOURCE, Capability::Pathway, NOW)),
+                ("expired token", call(access, RESOURCE, Capability::Lookup, NOW + 60)),
+                ("unknown token", call(Digest32::of(b"unknown"), RESOURCE, Capability::Lookup, NOW)),
+                ("scope without a plan", call(framework_access, RESOURCE, Capability::UccoTools, NOW)),
+            ];
+            for (case, message) in uncounted {
+                let outcome = quotas.send(message).await.unwrap().unwrap();
+                assert!(outcome.decision.is_none(), "{case}: counted {:?}", outcome.decision);
+            }
+
+            let usage = MonthlyUsage { customer: "user".into(), plan: "operational".into(), now: NOW };
+            assert_eq!(quotas.send(usage).await.unwrap().unwrap(), 1, "only the first call counts");
+        });
+    }
 
     #[test]
     fn calendar_months_are_computed_in_utc() {

@@ -52,7 +52,7 @@ pub enum Admission {
     Limited { until: UnixTime },
 }
 
-/// Counts one request under `key` unless the current window already holds `limit.max`.
+/// Counts one request under `key` unless the current window already contains `limit.max`.
 pub fn admit(table: &Table<LimitWindow>, key: &[u8], limit: Limit, now: UnixTime) -> Result<Admission, StoreError> {
     let length = limit.window.max(1);
     let start = now - now % length;

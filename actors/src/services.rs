@@ -15,6 +15,7 @@ use crate::clients::Clients;
 use crate::clock::Clock;
 use crate::codes::Codes;
 use crate::mailer::{MailConfig, MailError, Mailer};
+use crate::sms::{Sms, SmsConfig, SmsError};
 use crate::store::{Store, StoreError};
 use crate::sweeper::{StopSweeping, Sweeper};
 use crate::tokens::Tokens;
@@ -25,6 +26,7 @@ pub struct ServicesConfig {
     pub workers: usize,
     pub accounts: AccountsConfig,
     pub mail: MailConfig,
+    pub sms: SmsConfig,
     pub sweep_interval: Duration,
     /// How long usage events are kept, in seconds.
     pub usage_retention: u64,
@@ -38,6 +40,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Mail(#[from] MailError),
+    #[error(transparent)]
+    Sms(#[from] SmsError),
 }
 
 /// Addresses of every actor pool. Cheap to clone.
@@ -48,7 +52,9 @@ pub struct Services {
     pub codes: Addr<Codes>,
     pub tokens: Addr<Tokens>,
     pub accounts: Addr<Accounts>,
+    /// One async actor; SMTP attempts run on tokio's blocking pool.
     pub mailer: Addr<Mailer>,
+    pub sms: Addr<Sms>,
     pub api_keys: Addr<ApiKeys>,
     pub quotas: Addr<Quotas>,
     /// One worker, because it buffers events in memory between batch writes.
@@ -71,10 +77,11 @@ impl Services {
         let clients = Clients::new(store.clone())?;
         let codes = Codes::new(store.clone())?;
         let tokens = Tokens::new(store.clone())?;
-        let accounts = Accounts::new(store.clone(), config.accounts)?;
+        let accounts = Accounts::new(store.clone(), config.accounts.clone())?;
         let mailer = Mailer::new(config.mail.clone())?;
+        drop(Sms::new(config.sms.clone())?);
         let others = (ApiKeys::new(store.clone())?, Quotas::new(store.clone())?, Usage::new(store.clone())?, Billing::new(store.clone())?);
-        drop((clients, codes, tokens, accounts, mailer, others));
+        drop((clients, codes, tokens, accounts, others));
 
         let workers = config.workers.max(1);
         let services = Services {
@@ -84,7 +91,7 @@ impl Services {
             accounts: {
                 let (store, accounts) = (store.clone(), config.accounts);
                 SyncArbiter::start(workers, move || {
-                    Accounts::new(store.clone(), accounts).unwrap_or_else(|error| worker_start_failed("accounts", error))
+                    Accounts::new(store.clone(), accounts.clone()).unwrap_or_else(|error| worker_start_failed("accounts", error))
                 })
             },
             api_keys: start_pool(workers, &store, ApiKeys::new),
@@ -93,11 +100,10 @@ impl Services {
             billing: start_pool(workers, &store, Billing::new),
             billing_grace: config.billing_grace,
             catalog,
-            mailer: {
-                let mail = config.mail.clone();
-                SyncArbiter::start(2, move || {
-                    Mailer::new(mail.clone()).unwrap_or_else(|error| worker_start_failed("mailer", error))
-                })
+            mailer: mailer.start(),
+            sms: {
+                let sms = config.sms.clone();
+                SyncArbiter::start(2, move || Sms::new(sms.clone()).unwrap_or_else(|error| worker_start_failed("sms", error)))
             },
             store,
         };

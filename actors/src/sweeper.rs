@@ -10,10 +10,11 @@ use crate::accounts::SweepAccounts;
 use crate::billing::GraceEnded;
 use crate::entitlements::revoke_grants_beyond_held;
 use crate::clock::{Clock, UnixTime};
+use crate::clients::{SweepSelfRegistered, SELF_REGISTERED_IDLE_LIMIT};
 use crate::codes::SweepCodes;
 use crate::services::Services;
 use crate::quotas::SweepQuotas;
-use crate::tokens::SweepTokens;
+use crate::tokens::{RevokeClientTokens, SweepTokens};
 use crate::usage::SweepUsage;
 
 /// How often quota counters and usage events are made durable.
@@ -62,6 +63,7 @@ impl Actor for Sweeper {
                     ("quotas", services.quotas.send(SweepQuotas { now }).await),
                     ("usage", services.usage.send(SweepUsage { now, retention }).await),
                 ];
+                expire_unused_clients(&services, now).await;
                 for (kind, result) in results {
                     match result {
                         Ok(Ok(0)) => {}
@@ -100,6 +102,23 @@ async fn enforce_ended_grace(services: &Services, since: UnixTime, now: UnixTime
         match revoke_grants_beyond_held(services, &services.catalog, &user_id, now).await {
             Ok(revoked) => tracing::info!(target: "ucca::security", user_id = %user_id, revoked, "grace period ended; grants beyond the user's plans revoked"),
             Err(error) => tracing::error!(%error, user_id = %user_id, "grants could not be revoked after the grace period"),
+        }
+    }
+}
+
+/// Removes self-registered clients unused for 90 days and revokes what they still hold.
+async fn expire_unused_clients(services: &Services, now: UnixTime) {
+    let sweep = SweepSelfRegistered { now, idle_limit: SELF_REGISTERED_IDLE_LIMIT };
+    let removed = match services.clients.send(sweep).await {
+        Ok(Ok(removed)) => removed,
+        Ok(Err(error)) => return tracing::error!(%error, "sweep of unused self-registered clients failed"),
+        Err(error) => return tracing::error!(%error, "sweep of unused self-registered clients was not delivered"),
+    };
+    for client_id in removed {
+        match services.tokens.send(RevokeClientTokens { client_id: client_id.clone() }).await {
+            Ok(Ok(revoked)) => tracing::info!(target: "ucca::security", client_id = %client_id, revoked, "unused self-registered client expired"),
+            Ok(Err(error)) => tracing::error!(%error, client_id = %client_id, "tokens of an expired client could not be revoked"),
+            Err(error) => tracing::error!(%error, client_id = %client_id, "token revocation for an expired client was not delivered"),
         }
     }
 }

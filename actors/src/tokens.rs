@@ -83,10 +83,6 @@ impl Tokens {
     pub fn new(store: Store) -> Result<Tokens, StoreError> {
         Ok(Tokens { tokens: store.table("tokens")?, grants: store.table("grants")?, store })
     }
-
-    fn grant_is_revoked(&self, grant_id: &str) -> Result<bool, StoreError> {
-        Ok(self.grants.get(grant_id.as_bytes())?.is_none_or(|grant| grant.revoked))
-    }
 }
 
 impl Actor for Tokens {
@@ -408,17 +404,32 @@ impl Handler<ValidateToken> for Tokens {
     type Result = Result<TokenStatus, StoreError>;
 
     fn handle(&mut self, message: ValidateToken, _: &mut Self::Context) -> Self::Result {
-        let Some(record) = self.tokens.get(message.token.as_bytes())? else {
-            return Ok(TokenStatus::Inactive(InactiveReason::Unknown));
-        };
-        if record.revoked || self.grant_is_revoked(&record.grant_id)? {
-            return Ok(TokenStatus::Inactive(InactiveReason::Revoked));
-        }
-        if message.now >= record.expires_at {
-            return Ok(TokenStatus::Inactive(InactiveReason::Expired));
-        }
-        Ok(TokenStatus::Active(record))
+        token_status(&self.tokens, &self.grants, &message.token, message.now)
     }
+}
+
+/// Reads a token and its grant and decides whether the token is active at `now`.
+///
+/// Only reads, so the Quotas actor can run it too: its combined check
+/// ([`crate::quotas::ConsumeForToken`]) validates a token and counts the call
+/// in one round trip. Tokens stays the only writer of both tables.
+pub fn token_status(
+    tokens: &Table<TokenRecord>,
+    grants: &Table<GrantRecord>,
+    token: &Digest32,
+    now: UnixTime,
+) -> Result<TokenStatus, StoreError> {
+    let Some(record) = tokens.get(token.as_bytes())? else {
+        return Ok(TokenStatus::Inactive(InactiveReason::Unknown));
+    };
+    let grant_revoked = grants.get(record.grant_id.as_bytes())?.is_none_or(|grant| grant.revoked);
+    if record.revoked || grant_revoked {
+        return Ok(TokenStatus::Inactive(InactiveReason::Revoked));
+    }
+    if now >= record.expires_at {
+        return Ok(TokenStatus::Inactive(InactiveReason::Expired));
+    }
+    Ok(TokenStatus::Active(record))
 }
 
 /// Revokes one token on behalf of the client it was issued to (RFC 7009).

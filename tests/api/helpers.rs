@@ -627,3 +627,252 @@ impl TestApp {
         JsonReply::read(response).await
     }
 }
+
+/// The interpreter that runs `tests/support/smtp_sink.py`: Debian's Python, which
+/// `.ci/run` gives the `python3-aiosmtpd` package.
+pub const SINK_PYTHON: &str = "/usr/bin/python3";
+
+/// An SMTP server on a free loopback port, run by `tests/support/smtp_sink.py`.
+/// It writes each accepted message to its directory and logs every delivery attempt.
+pub struct SmtpSink {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl SmtpSink {
+    /// Starts the server with extra arguments, such as `["--fail-first", "2"]`, and waits until it listens.
+    pub fn start(arguments: &[&str]) -> SmtpSink {
+        use std::io::BufRead;
+
+        let dir = tempfile::tempdir().expect("create directory for received mail");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_sink.py");
+        let mut child = std::process::Command::new(SINK_PYTHON)
+            .args(["-W", "ignore"])
+            .arg(&script)
+            .arg("--directory")
+            .arg(dir.path())
+            .args(arguments)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot run {SINK_PYTHON} for the SMTP sink ({error}); .ci/run installs python3-aiosmtpd"));
+
+        // Read the port on a thread, so a server that never starts fails the test instead of hanging it.
+        let stdout = child.stdout.take().expect("sink stdout is piped");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            let _ = sender.send(line);
+        });
+        let line = receiver.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
+        let Some(port) = line.trim().strip_prefix("listening on ").and_then(|port| port.parse().ok()) else {
+            let _ = child.kill();
+            panic!("SMTP sink did not start (is python3-aiosmtpd installed for {SINK_PYTHON}?); it printed {line:?}");
+        };
+        SmtpSink { port, dir, child }
+    }
+
+    /// Returns an unencrypted SMTP URL for this server, for `--smtp-url`.
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Returns the messages received so far, oldest first.
+    pub fn messages(&self) -> Vec<String> {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "eml"))
+            .collect();
+        names.sort();
+        names.iter().map(|path| std::fs::read_to_string(path).unwrap()).collect()
+    }
+
+    /// Returns the reply to each delivery attempt so far, such as `451 4.3.0 Try again later` or `250`.
+    pub fn attempts(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("attempts.log"))
+            .map(|text| text.lines().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    /// Waits until at least `count` messages have arrived, for up to `timeout`, and returns them all.
+    pub async fn wait_for_messages(&self, count: usize, timeout: Duration) -> Vec<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let messages = self.messages();
+            if messages.len() >= count || std::time::Instant::now() >= deadline {
+                return messages;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Waits until at least `count` delivery attempts were made, for up to `timeout`, and returns them all.
+    pub async fn wait_for_attempts(&self, count: usize, timeout: Duration) -> Vec<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let attempts = self.attempts();
+            if attempts.len() >= count || std::time::Instant::now() >= deadline {
+                return attempts;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Returns the sign-in link in a raw message, read from the line that contains it.
+pub fn link_in_message(message: &str, issuer: &str) -> Option<String> {
+    let start = message.find(&format!("{issuer}/auth/verify?token="))?;
+    Some(message[start..].chars().take_while(|c| !c.is_whitespace() && *c != '<' && *c != '"').collect())
+}
+
+/// One request the SMS gateway stand-in received.
+#[derive(Debug, Clone)]
+pub struct GatewayRequest {
+    pub method: String,
+    pub path: String,
+    pub authorization: Option<String>,
+    pub content_type: Option<String>,
+    pub form: Vec<(String, String)>,
+}
+
+impl GatewayRequest {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.form.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+}
+
+/// Account SID and auth token the stand-in gateway is configured with.
+pub const GATEWAY_SID: &str = "AC0123456789abcdef0123456789abcdef";
+pub const GATEWAY_TOKEN: &str = "test-gateway-token";
+pub const GATEWAY_FROM: &str = "+61400000000";
+
+/// A stand-in for a Twilio-compatible SMS gateway on loopback: records every
+/// request and responds as Twilio does for a queued message.
+pub struct SmsGateway {
+    pub base: String,
+    requests: Arc<std::sync::Mutex<Vec<GatewayRequest>>>,
+    handle: ServerHandle,
+}
+
+impl SmsGateway {
+    pub async fn start() -> SmsGateway {
+        let requests: Arc<std::sync::Mutex<Vec<GatewayRequest>>> = Arc::default();
+        let recorded = requests.clone();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the gateway stand-in");
+        let base = format!("http://{}", listener.local_addr().unwrap());
+
+        let server = actix_web::HttpServer::new(move || {
+            let recorded = recorded.clone();
+            actix_web::App::new().default_service(actix_web::web::to(move |request: actix_web::HttpRequest, body: actix_web::web::Bytes| {
+                let recorded = recorded.clone();
+                async move {
+                    let header = |name: &str| request.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_string);
+                    let entry = GatewayRequest {
+                        method: request.method().to_string(),
+                        path: request.path().to_string(),
+                        authorization: header("authorization"),
+                        content_type: header("content-type"),
+                        form: url::form_urlencoded::parse(&body).into_owned().collect(),
+                    };
+                    let count = {
+                        let mut requests = recorded.lock().unwrap();
+                        requests.push(entry);
+                        requests.len()
+                    };
+                    actix_web::HttpResponse::Created().json(json!({ "sid": format!("SM{count:032}"), "status": "queued" }))
+                }
+            }))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .expect("listen for the gateway stand-in")
+        .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        SmsGateway { base, requests, handle }
+    }
+
+    pub fn requests(&self) -> Vec<GatewayRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+    }
+}
+
+/// Points the application's SMS sending at the stand-in gateway.
+pub fn use_gateway(settings: &mut Settings, gateway: &SmsGateway) {
+    settings.sms_gateway_url = Some(gateway.base.clone());
+    settings.sms_account_sid = Some(GATEWAY_SID.to_string());
+    settings.sms_auth_token = Some(ucca_actors::secret::Secret::from_presented(GATEWAY_TOKEN));
+    settings.sms_from = Some(GATEWAY_FROM.to_string());
+}
+
+/// Returns the six-digit code in a text message body.
+pub fn code_in_text(text: &str) -> Option<String> {
+    text.split(|c: char| !c.is_ascii_digit()).find(|word| word.len() == 6).map(str::to_string)
+}
+
+impl TestApp {
+    /// Returns the text messages written to the outbox so far, oldest first.
+    pub fn outbox_texts(&self) -> Vec<String> {
+        let mut files: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(self.data_dir.join("outbox"))
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|entry| entry.path())
+                    .filter(|path| path.extension().is_some_and(|ext| ext == "txt"))
+                    .map(|path| (std::fs::metadata(&path).and_then(|meta| meta.modified()).unwrap(), path))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files.into_iter().map(|(_, path)| std::fs::read_to_string(path).unwrap()).collect()
+    }
+
+    /// Submits a form from `page_path` (which must carry a CSRF token) to `action` with `fields`.
+    pub async fn submit(&self, browser: &Browser, page_path: &str, action: &str, fields: &[(&str, &str)]) -> Page {
+        let page = browser.get(&self.url(page_path)).await;
+        assert_eq!(page.status, StatusCode::OK, "GET {page_path}: {}", page.body);
+        let mut form = vec![("csrf_token".to_string(), page.hidden("csrf_token"))];
+        form.extend(fields.iter().map(|(name, value)| (name.to_string(), value.to_string())));
+        browser.post_form(&self.url(action), &form).await
+    }
+
+    /// Creates an API key for `email` on `tier` through the ops API and returns the reply.
+    pub async fn ops_create_key(&self, email: &str, tier: &str) -> JsonReply {
+        let response = self
+            .http
+            .post(format!("{}/ops/keys", self.ops))
+            .bearer_auth(OPS_KEY)
+            .json(&json!({ "user": email, "tier": tier }))
+            .send()
+            .await
+            .unwrap();
+        JsonReply::read(response).await
+    }
+}
+
+impl Browser {
+    /// Creates a browser behind a proxy: every request carries `X-Forwarded-For: <client_ip>`.
+    pub fn forwarded_for(client_ip: &str) -> Browser {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-forwarded-for", client_ip.parse().expect("a valid header value"));
+        let client = reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).default_headers(headers).build().unwrap();
+        Browser { client }
+    }
+}

@@ -3,12 +3,15 @@
 mod helpers;
 mod process;
 
+mod accounts;
 mod authorize_errors;
 mod billing;
 mod crash;
 mod flow;
 mod forward_auth;
 mod lifecycle;
+mod mail;
+mod mcp;
 mod operations;
 mod quotas;
 mod refresh;

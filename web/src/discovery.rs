@@ -13,14 +13,15 @@ pub fn configure(config: &mut web::ServiceConfig) {
             .route("/oauth-authorization-server", web::get().to(authorization_server))
             // The REST surface is the default resource, so its metadata is also at the bare URL.
             .route("/oauth-protected-resource", web::get().to(rest_resource))
-            .route("/oauth-protected-resource/v1", web::get().to(rest_resource)),
+            .route("/oauth-protected-resource/v1", web::get().to(rest_resource))
+            .route("/oauth-protected-resource/mcp", web::get().to(mcp_resource)),
     );
 }
 
 async fn authorization_server(state: web::Data<AppState>) -> HttpResponse {
     let issuer = state.issuer();
     let scopes: Vec<&str> = state.catalog.issuable_scopes().collect();
-    HttpResponse::Ok().json(json!({
+    let mut metadata = json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/oauth/authorize"),
         "token_endpoint": format!("{issuer}/oauth/token"),
@@ -35,7 +36,14 @@ async fn authorization_server(state: web::Data<AppState>) -> HttpResponse {
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "scopes_supported": scopes,
         "authorization_response_iss_parameter_supported": true,
-    }))
+    });
+    if state.config.dynamic_registration {
+        metadata["registration_endpoint"] = json!(format!("{issuer}/oauth/register"));
+    }
+    if state.config.client_metadata_documents {
+        metadata["client_id_metadata_document_supported"] = json!(true);
+    }
+    HttpResponse::Ok().json(metadata)
 }
 
 async fn rest_resource(state: web::Data<AppState>) -> HttpResponse {
@@ -46,5 +54,15 @@ async fn rest_resource(state: web::Data<AppState>) -> HttpResponse {
         "authorization_servers": [state.issuer()],
         "bearer_methods_supported": ["header"],
         "scopes_supported": scopes,
+    }))
+}
+
+async fn mcp_resource(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "resource": state.mcp_resource(),
+        "resource_name": state.config.mcp_tools.resource_name(),
+        "authorization_servers": [state.issuer()],
+        "bearer_methods_supported": ["header"],
+        "scopes_supported": state.config.mcp_tools.scopes(&state.catalog),
     }))
 }

@@ -4,6 +4,8 @@
 //! turn the typed reply into a response. Nothing here touches the store.
 #![forbid(unsafe_code)]
 
+pub mod account;
+pub mod account_billing;
 pub mod authorize;
 pub mod billing;
 pub mod client_auth;
@@ -13,12 +15,15 @@ pub mod discovery;
 pub mod errors;
 pub mod forward_auth;
 pub mod introspection;
+pub mod mcp;
 pub mod middleware;
 pub mod ops;
 pub mod ops_keys;
 pub mod ops_usage;
 pub mod pages;
 pub mod params;
+pub mod registration;
+pub mod phone;
 pub mod session;
 pub mod signin;
 pub mod state;
@@ -41,20 +46,28 @@ pub fn public_server(listener: TcpListener, state: AppState) -> std::io::Result<
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .wrap(from_fn(registration::track_clients))
             .wrap(from_fn(middleware::request_context))
             .configure(discovery::configure)
             .configure(authorize::configure)
             .configure(token::configure)
             .configure(introspection::configure)
             .configure(signin::configure)
+            .configure(account::configure)
+            .configure(phone::configure)
             .configure(forward_auth::configure)
             .configure(billing::configure)
+            .configure(account_billing::configure)
             .configure(corpus_api::configure)
+            .configure(registration::configure)
+            .configure(mcp::configure)
             .route("/healthz", web::get().to(health))
             .default_service(web::to(not_found))
     })
     .workers(workers)
     .shutdown_timeout(shutdown_timeout)
+    // Start-up owns signal handling, so both servers drain together.
+    .disable_signals()
     .listen(listener)?
     .run();
     Ok(server)
@@ -74,6 +87,7 @@ pub fn ops_server(listener: TcpListener, state: AppState) -> std::io::Result<Ser
     })
     .workers(1)
     .shutdown_timeout(shutdown_timeout)
+    .disable_signals()
     .listen(listener)?
     .run();
     Ok(server)

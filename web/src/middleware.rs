@@ -12,7 +12,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage, HttpResponse, ResponseError};
 use ucca_actors::apikeys::{looks_like_key, VerifyKey};
 use ucca_actors::catalog::Capability;
-use ucca_actors::quotas::{self, Consume, QuotaDecision};
+use ucca_actors::quotas::{self, Consume, ConsumeForIp, ConsumeForToken, IpDecision, QuotaDecision};
 use ucca_actors::secret::{random_id, Secret};
 use ucca_actors::tokens::{InactiveReason, TokenKind, TokenStatus, ValidateToken};
 use ucca_actors::usage::{CredentialKind, RecordUsage, UsageEvent};
@@ -96,18 +96,18 @@ pub async fn require_capability(
     let started = Instant::now();
 
     let resource = state.derived.rest_resource.clone();
-    let principal = match authenticate(&state, request.headers(), &resource, capability).await {
-        Ok(principal) => principal,
+    let (principal, quota) = match authenticate_and_consume(&state, request.headers(), &resource, capability).await {
+        Ok(checked) => checked,
         Err(error) => {
-            record_usage(&state, capability, None, error.status, started);
+            record_usage(&state, capability.as_str(), None, error.status, started);
             return Ok(request.into_response(error.error_response()));
         }
     };
 
-    let limits = match consume_quota(&state, &principal).await {
+    let limits = match quota {
         Ok(limits) => limits,
         Err(refusal) => {
-            record_usage(&state, capability, Some(&principal), refusal.status(), started);
+            record_usage(&state, capability.as_str(), Some(&principal), refusal.status(), started);
             return Ok(request.into_response(refusal.into_response()));
         }
     };
@@ -117,14 +117,15 @@ pub async fn require_capability(
     if let Some(limits) = limits {
         limits.apply(response.headers_mut());
     }
-    record_usage(&state, capability, Some(&principal), response.status(), started);
+    record_usage(&state, capability.as_str(), Some(&principal), response.status(), started);
     Ok(response)
 }
 
-fn record_usage(state: &AppState, capability: Capability, principal: Option<&Principal>, status: StatusCode, started: Instant) {
+/// Records one call of `tool` (a capability or an MCP tool name) with its outcome; `None` is a keyless call.
+pub fn record_usage(state: &AppState, tool: &str, principal: Option<&Principal>, status: StatusCode, started: Instant) {
     let event = UsageEvent {
         at: state.now(),
-        tool: capability.as_str().to_string(),
+        tool: tool.to_string(),
         credential: principal.map_or(CredentialKind::None, |principal| principal.kind),
         credential_id: principal.map(|principal| principal.credential_id.clone()),
         customer: principal.map(|principal| principal.customer.clone()),
@@ -135,8 +136,50 @@ fn record_usage(state: &AppState, capability: Capability, principal: Option<&Pri
     state.services.usage.do_send(RecordUsage(event));
 }
 
+/// Does what `authenticate` and then `consume_quota` do, with the same
+/// responses, in fewer actor round trips: an access token is validated and its
+/// call counted by one `ConsumeForToken` message to the Quotas pool, where the
+/// separate path takes `ValidateToken` to Tokens and then `Consume` to Quotas.
+/// API keys, and credentials that are neither, take the separate path.
+async fn authenticate_and_consume(
+    state: &AppState,
+    headers: &HeaderMap,
+    resource: &str,
+    capability: Capability,
+) -> Result<(Principal, Result<Option<RateLimits>, RateLimited>), ApiError> {
+    let token = presented_credential(headers).filter(|credential| !looks_like_key(credential.expose()) && is_token_shaped(credential));
+    let Some(token) = token else {
+        let principal = authenticate(state, headers, resource, capability).await?;
+        let quota = consume_quota(state, &principal).await;
+        return Ok((principal, quota));
+    };
+
+    let now = state.now();
+    let call = ConsumeForToken {
+        token: token.digest(),
+        resource: resource.to_string(),
+        capability,
+        catalog: state.catalog.clone(),
+        now,
+    };
+    let call = ask(&state.services.quotas, call).await?;
+    let challenge = BearerChallenge { metadata_url: state.resource_metadata_url(resource) };
+    let principal = token_principal(state, call.status, resource, &challenge)?;
+    require_grant(state, &principal, resource, capability)?;
+    let quota = match (principal.plan.as_deref().and_then(|name| state.catalog.plan(name)), call.decision) {
+        (Some(_), Some(decision)) => quota_limits(state, &principal, decision, now),
+        // The Quotas actor counts exactly the calls that have a plan, so no call is counted twice or missed.
+        (Some(_), None) => {
+            tracing::error!(customer = %principal.customer, "the combined token check counted no call for a token with a plan");
+            Err(RateLimited::Internal)
+        }
+        (None, _) => Ok(None),
+    };
+    Ok((principal, quota))
+}
+
 /// Consumes one call of the principal's plan; returns the limits to advertise, or the 429 to send.
-async fn consume_quota(state: &AppState, principal: &Principal) -> Result<Option<RateLimits>, RateLimited> {
+pub async fn consume_quota(state: &AppState, principal: &Principal) -> Result<Option<RateLimits>, RateLimited> {
     let Some(plan_name) = principal.plan.as_deref() else { return Ok(None) };
     let Some(plan) = state.catalog.plan(plan_name) else { return Ok(None) };
     let now = state.now();
@@ -150,9 +193,17 @@ async fn consume_quota(state: &AppState, principal: &Principal) -> Result<Option
         now,
     };
     let decision = ask(&state.services.quotas, consume).await.map_err(|_| RateLimited::Internal)?;
+    quota_limits(state, principal, decision, now)
+}
+
+/// Turns a counter's decision on the principal's plan into the limits to advertise, or the 429 to send.
+fn quota_limits(state: &AppState, principal: &Principal, decision: QuotaDecision, now: UnixTime) -> Result<Option<RateLimits>, RateLimited> {
+    let Some(plan_name) = principal.plan.as_deref() else { return Ok(None) };
+    let Some(plan) = state.catalog.plan(plan_name) else { return Ok(None) };
     let limits = |used: u64, burst_used: u64, resets_at: UnixTime| RateLimits {
         monthly: plan.call_limit_monthly.map(|limit| (limit, limit.saturating_sub(used), resets_at.saturating_sub(now), resets_at.saturating_sub(month_start_of(now)))),
         burst: plan.burst_per_second.map(|limit| (limit, limit.saturating_sub(burst_used))),
+        per_ip: None,
     };
     match decision {
         QuotaDecision::Allowed { used, burst_used, resets_at } => Ok(Some(limits(used, burst_used, resets_at))),
@@ -162,7 +213,7 @@ async fn consume_quota(state: &AppState, principal: &Principal) -> Result<Option
         }
         QuotaDecision::BurstExceeded => {
             // The monthly count is not read on this path, so only the burst window is advertised.
-            let limits = RateLimits { monthly: None, burst: plan.burst_per_second.map(|limit| (limit, 0)) };
+            let limits = RateLimits { monthly: None, burst: plan.burst_per_second.map(|limit| (limit, 0)), per_ip: None };
             Err(RateLimited::Burst { limits })
         }
     }
@@ -173,17 +224,37 @@ fn month_start_of(now: UnixTime) -> UnixTime {
     quotas::month_start(year, month)
 }
 
+/// Consumes one keyless call from `ip` against the free tier's per-minute limit;
+/// returns the limits to advertise, or the 429 to send.
+pub async fn consume_keyless_quota(state: &AppState, ip: std::net::IpAddr) -> Result<Option<RateLimits>, RateLimited> {
+    let per_minute = state.catalog.free_tier().calls_per_minute_per_ip;
+    let now = state.now();
+    let decision = ask(&state.services.quotas, ConsumeForIp { ip, per_minute, now }).await.map_err(|_| RateLimited::Internal)?;
+    match decision {
+        IpDecision::Allowed { used, resets_at } => {
+            Ok(Some(RateLimits { monthly: None, burst: None, per_ip: Some((per_minute, per_minute.saturating_sub(used), resets_at.saturating_sub(now))) }))
+        }
+        IpDecision::Exceeded { resets_at } => {
+            tracing::info!(target: "ucca::security", %ip, "keyless per-IP limit reached");
+            let limits = RateLimits { monthly: None, burst: None, per_ip: Some((per_minute, 0, resets_at.saturating_sub(now))) };
+            Err(RateLimited::PerIp { limits, retry_after: resets_at.saturating_sub(now) })
+        }
+    }
+}
+
 /// Limits to advertise in the `RateLimit-Policy` and `RateLimit` fields
 /// (draft-ietf-httpapi-ratelimit-headers).
-struct RateLimits {
+pub struct RateLimits {
     /// (quota, remaining, seconds until reset, window length in seconds)
     monthly: Option<(u64, u64, u64, u64)>,
     /// (quota, remaining) in a one-second window
     burst: Option<(u64, u64)>,
+    /// (quota, remaining, seconds until reset) in the one-minute window of a keyless caller's IP address
+    per_ip: Option<(u64, u64, u64)>,
 }
 
 impl RateLimits {
-    fn apply(&self, headers: &mut HeaderMap) {
+    pub fn apply(&self, headers: &mut HeaderMap) {
         let mut policies = Vec::new();
         let mut states = Vec::new();
         if let Some((quota, remaining, reset, window)) = self.monthly {
@@ -193,6 +264,10 @@ impl RateLimits {
         if let Some((quota, remaining)) = self.burst {
             policies.push(format!("\"burst\";q={quota};w=1"));
             states.push(format!("\"burst\";r={remaining};t=1"));
+        }
+        if let Some((quota, remaining, reset)) = self.per_ip {
+            policies.push(format!("\"per_ip\";q={quota};w=60"));
+            states.push(format!("\"per_ip\";r={remaining};t={reset}"));
         }
         if policies.is_empty() {
             return;
@@ -205,27 +280,35 @@ impl RateLimits {
     }
 }
 
-enum RateLimited {
+/// Why a call was not admitted.
+pub enum RateLimited {
     Monthly { limits: RateLimits, retry_after: u64 },
     Burst { limits: RateLimits },
+    /// A keyless caller used up its IP address's calls for this minute.
+    PerIp { limits: RateLimits, retry_after: u64 },
     Internal,
 }
 
 impl RateLimited {
-    fn status(&self) -> StatusCode {
+    pub fn status(&self) -> StatusCode {
         match self {
             RateLimited::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
-    fn into_response(self) -> HttpResponse {
+    pub fn into_response(self) -> HttpResponse {
         let (limits, retry_after, description) = match self {
             RateLimited::Internal => return ApiError::internal().error_response(),
             RateLimited::Monthly { limits, retry_after } => {
                 (limits, retry_after, "the monthly call quota of this plan is used up; it resets at the start of next month (UTC)")
             }
             RateLimited::Burst { limits } => (limits, 1, "too many calls in this second; retry after one second"),
+            RateLimited::PerIp { limits, retry_after } => (
+                limits,
+                retry_after,
+                "too many keyless calls from this address in this minute; retry later, or sign in for a plan's allowance",
+            ),
         };
         let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", description).error_response();
         limits.apply(response.headers_mut());
@@ -252,10 +335,22 @@ pub async fn authenticate(
     resource: &str,
     capability: Capability,
 ) -> Result<Principal, ApiError> {
+    let Some(principal) = identify(state, headers, resource).await? else {
+        let challenge = BearerChallenge { metadata_url: state.resource_metadata_url(resource) };
+        return Err(challenge.missing());
+    };
+    require_grant(state, &principal, resource, capability)?;
+    Ok(principal)
+}
+
+/// Validates the credential in `headers`, if the request carries one: an access
+/// token for `resource`, or an API key, which is valid on every surface.
+/// `Ok(None)` means the request carries no credential at all.
+pub async fn identify(state: &AppState, headers: &HeaderMap, resource: &str) -> Result<Option<Principal>, ApiError> {
     let challenge = BearerChallenge { metadata_url: state.resource_metadata_url(resource) };
     // Tokens in the query string are not accepted (OAuth 2.1 section 5.2), so only headers count.
     let Some(credential) = presented_credential(headers) else {
-        return Err(challenge.missing());
+        return Ok(None);
     };
 
     let principal = if looks_like_key(credential.expose()) {
@@ -263,13 +358,26 @@ pub async fn authenticate(
     } else {
         authenticate_token(state, &credential, resource, &challenge).await?
     };
+    Ok(Some(principal))
+}
 
-    if !state.catalog.grants(&principal.scopes, capability) {
-        tracing::info!(target: "ucca::security", customer = %principal.customer, credential_id = %principal.credential_id, capability = capability.as_str(), "call denied: insufficient scope");
-        let needed = state.catalog.scope_for(capability).unwrap_or("");
-        return Err(challenge.insufficient_scope(needed, capability));
+/// Checks that `principal` grants `capability`, answering 403 `insufficient_scope` with the needed scope otherwise.
+pub fn require_grant(state: &AppState, principal: &Principal, resource: &str, capability: Capability) -> Result<(), ApiError> {
+    if state.catalog.grants(&principal.scopes, capability) {
+        return Ok(());
     }
-    Ok(principal)
+    tracing::info!(target: "ucca::security", customer = %principal.customer, credential_id = %principal.credential_id, capability = capability.as_str(), "call denied: insufficient scope");
+    let challenge = BearerChallenge { metadata_url: state.resource_metadata_url(resource) };
+    let needed = state.catalog.scope_for(capability).unwrap_or("");
+    Err(challenge.insufficient_scope(needed, capability))
+}
+
+/// The 401 for a call that carried no credential but needs `capability`: the
+/// challenge names the scope to request, so that a client can start authorization
+/// for exactly that (RFC 6750 section 3).
+pub fn credential_required(state: &AppState, resource: &str, capability: Capability) -> ApiError {
+    let challenge = BearerChallenge { metadata_url: state.resource_metadata_url(resource) };
+    challenge.missing_for(state.catalog.scope_for(capability).unwrap_or(""), capability)
 }
 
 async fn authenticate_key(state: &AppState, key: &Secret, challenge: &BearerChallenge) -> Result<Principal, ApiError> {
@@ -299,6 +407,11 @@ async fn authenticate_token(
         return Err(challenge.invalid("the access token is malformed"));
     }
     let status = ask(&state.services.tokens, ValidateToken { token: token.digest(), now: state.now() }).await?;
+    token_principal(state, status, resource, challenge)
+}
+
+/// Turns a token's status into the principal it stands for, or the 401 to send.
+fn token_principal(state: &AppState, status: TokenStatus, resource: &str, challenge: &BearerChallenge) -> Result<Principal, ApiError> {
     let record = match status {
         TokenStatus::Active(record) if record.kind == TokenKind::Access => record,
         TokenStatus::Active(_) => return Err(challenge.invalid("a refresh token is not an access token")),
@@ -346,6 +459,16 @@ impl BearerChallenge {
     fn missing(&self) -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "this API needs an access token: send Authorization: Bearer <token>")
             .with_challenge(format!("Bearer realm=\"ucca-auth\", resource_metadata=\"{}\"", self.metadata_url))
+    }
+
+    /// Like [`BearerChallenge::missing`], naming the scope that grants `capability`.
+    fn missing_for(&self, scope: &str, capability: Capability) -> ApiError {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!("this call needs {}: send Authorization: Bearer <token> with the scope {scope}", capability.as_str()),
+        )
+        .with_challenge(format!("Bearer realm=\"ucca-auth\", scope=\"{scope}\", resource_metadata=\"{}\"", self.metadata_url))
     }
 
     fn invalid(&self, description: &str) -> ApiError {

@@ -9,8 +9,10 @@ use actix_web::{web, Error, HttpResponse, ResponseError};
 use serde::Deserialize;
 use serde_json::json;
 use ucca_actors::accounts::{normalize_email, FindUser, GetEntitlements, SetEntitlements, WithdrawConsent};
-use ucca_actors::clients::{AuthMethod, ClientRecord, DeactivateClient, Deactivation, ListClients, RegisterClient};
-use ucca_actors::oauth::{parse_scope, validate_redirect_uri};
+use ucca_actors::clients::{
+    check_client_name, check_client_scopes, check_redirect_uris, AuthMethod, ClientRecord, DeactivateClient, Deactivation,
+    ListClients, MetadataError, RegisterClient,
+};
 use ucca_actors::secret::Secret;
 use ucca_actors::entitlements::revoke_grants_beyond_held;
 use ucca_actors::tokens::{RevokeClientTokens, RevokeUserGrants};
@@ -18,10 +20,6 @@ use ucca_actors::tokens::{RevokeClientTokens, RevokeUserGrants};
 use crate::errors::{ask, ApiError};
 use crate::middleware::bearer_token;
 use crate::state::AppState;
-
-/// Most redirect URIs one client may register.
-const MAX_REDIRECT_URIS: usize = 20;
-const MAX_CLIENT_NAME_LEN: usize = 200;
 
 pub fn configure(config: &mut web::ServiceConfig) {
     let scope = web::scope("/ops");
@@ -101,30 +99,16 @@ async fn register_client(state: web::Data<AppState>, body: web::Bytes) -> Result
     let metadata: ClientMetadata = serde_json::from_slice(&body)
         .map_err(|error| invalid_metadata(format!("the body must be a JSON object of client metadata: {error}")))?;
 
-    let name = metadata.client_name.map(|name| name.trim().to_string()).unwrap_or_default();
-    if name.is_empty() || name.len() > MAX_CLIENT_NAME_LEN || name.chars().any(char::is_control) {
-        return Err(invalid_metadata(format!("client_name is required: 1 to {MAX_CLIENT_NAME_LEN} characters without control characters")));
-    }
+    let rejected = |error: MetadataError| ApiError::bad_request(error.code(), error.description());
+    let name = check_client_name(metadata.client_name.as_deref()).map_err(rejected)?;
     let redirect_uris = metadata.redirect_uris.unwrap_or_default();
-    if redirect_uris.is_empty() || redirect_uris.len() > MAX_REDIRECT_URIS {
-        return Err(ApiError::bad_request("invalid_redirect_uri", format!("redirect_uris must list 1 to {MAX_REDIRECT_URIS} URIs")));
-    }
-    for uri in &redirect_uris {
-        validate_redirect_uri(uri).map_err(|reason| ApiError::bad_request("invalid_redirect_uri", reason))?;
-    }
+    check_redirect_uris(&redirect_uris).map_err(rejected)?;
     // RFC 7591 section 2: the default method is client_secret_basic.
     let method_name = metadata.token_endpoint_auth_method.as_deref().unwrap_or("client_secret_basic");
     let auth_method = AuthMethod::parse(method_name).ok_or_else(|| {
         invalid_metadata(format!("token_endpoint_auth_method {method_name:?} is not supported; use client_secret_basic, client_secret_post or none"))
     })?;
-    // Without a scope the client may request only the first version's `read`, the least it could need.
-    let scopes = match metadata.scope.as_deref() {
-        None => vec!["read".to_string()],
-        Some(raw) => parse_scope(raw).ok_or_else(|| invalid_metadata("scope must be a space-separated list of scope names"))?,
-    };
-    if let Some(unknown) = scopes.iter().find(|scope| !state.catalog.is_issuable(scope)) {
-        return Err(invalid_metadata(format!("scope {unknown} is not issued by this server")));
-    }
+    let scopes = check_client_scopes(metadata.scope.as_deref(), &state.catalog).map_err(rejected)?;
     if metadata.grant_types.is_some_and(|types| types.iter().any(|grant| grant != "authorization_code" && grant != "refresh_token")) {
         return Err(invalid_metadata("grant_types may contain only authorization_code and refresh_token"));
     }

@@ -30,6 +30,16 @@ pub struct WebConfig {
     pub http_workers: usize,
     /// How long a stopping server waits for in-flight requests, in seconds.
     pub shutdown_timeout: u64,
+    /// Origins (`scheme://host[:port]`) whose requests `/mcp` serves; a request with any other `Origin` gets 403.
+    pub mcp_allowed_origins: Vec<String>,
+    /// The tool set `/mcp` serves.
+    pub mcp_tools: crate::mcp::McpTools,
+    /// Whether `POST /oauth/register` accepts dynamic client registrations (RFC 7591).
+    pub dynamic_registration: bool,
+    /// Whether a client id may be the https URL of a client ID metadata document.
+    pub client_metadata_documents: bool,
+    /// For tests only: metadata documents may also be fetched over http from loopback addresses.
+    pub client_metadata_test_mode: bool,
 }
 
 /// One entry of the forward-auth route table, as written in the settings file.
@@ -96,7 +106,12 @@ impl AppState {
 
     /// Resources a token can be bound to.
     pub fn is_known_resource(&self, resource: &str) -> bool {
-        resource == self.derived.rest_resource
+        resource == self.derived.rest_resource || resource == self.mcp_resource()
+    }
+
+    /// Resource identifier of the MCP endpoint (RFC 8707), distinct from the REST API's.
+    pub fn mcp_resource(&self) -> String {
+        format!("{}/mcp", self.config.issuer)
     }
 
     /// URL of a surface's protected resource metadata: the well-known path with
