@@ -3,9 +3,9 @@
 //! endpoint does. Measured with one caller and with 16 concurrent callers, so
 //! the effect of group commit shows: concurrent commits share one flush.
 //!
-//! The store is opened in a temporary directory on the disk that holds the
-//! system's temp dir, not with `Store::temporary()`, whose files live in
-//! /dev/shm where a flush costs almost nothing.
+//! The store is opened in a temporary directory under the system's temp dir,
+//! which is on disk here. `Store::temporary()` would put its files in /dev/shm,
+//! where a flush costs almost nothing.
 
 use std::time::{Duration, Instant};
 

@@ -70,7 +70,7 @@ fn quotas(criterion: &mut Criterion) {
 
 const RESOURCE: &str = "http://127.0.0.1:8080/v1";
 
-/// The shipped catalog with every monthly and burst limit removed, so no call is refused.
+/// Loads the shipped catalog with every monthly and burst limit removed, so no call is rejected.
 fn unlimited_catalog() -> Arc<Catalog> {
     let text: String = include_str!("../../data/catalog.toml")
         .lines()

@@ -2,9 +2,9 @@
 //! `Addr::send`) against the same two sled reads done on the calling thread.
 //!
 //! The direct case reads the token record and its grant with `Table::get` and
-//! makes the same checks as the handler, so the difference between the two is
-//! the cost of the mailbox: the hop to the SyncArbiter, the hand-off to a
-//! worker thread and the reply.
+//! makes the same checks as the handler. The difference between the two is the
+//! cost of the mailbox: the hop to the SyncArbiter, the hand-off to a worker
+//! thread and the reply.
 
 use std::time::{Duration, Instant};
 
@@ -39,7 +39,7 @@ async fn issue_access_token(tokens: &Addr<Tokens>) -> Digest32 {
     }
 }
 
-/// The handler's checks, on the calling thread: token record, then grant, then expiry.
+/// Makes the handler's checks on the calling thread: token record, then grant, then expiry.
 fn validate_directly(tokens: &Table<TokenRecord>, grants: &Table<GrantRecord>, token: &Digest32) -> bool {
     let Some(record) = tokens.get(token.as_bytes()).expect("token read") else { return false };
     let grant = grants.get(record.grant_id.as_bytes()).expect("grant read");

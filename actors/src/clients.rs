@@ -71,7 +71,7 @@ impl ClientRecord {
 pub struct Clients {
     store: Store,
     clients: Table<ClientRecord>,
-    /// How each self-registered client came to be, and when it was last used; operator-registered clients have no entry.
+    /// Source and last use of each self-registered client. Operator-registered clients have no entry.
     registrations: Table<SelfRegistration>,
     /// Per-IP windows that limit self-registrations and metadata document fetches.
     registration_limits: Table<LimitWindow>,

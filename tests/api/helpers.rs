@@ -64,6 +64,10 @@ async fn spawn_app_configured(data_dir: &Path, clock: Arc<ManualClock>, configur
     settings.data_dir = data_dir.to_path_buf();
     settings.ops_api_key = Some(ucca_actors::secret::Secret::from_presented(OPS_KEY));
     settings.http_workers = 2;
+    // Every test request comes from 127.0.0.1, so per-IP limits are raised out
+    // of the way; the tests of those limits set their own values.
+    settings.link_requests_per_ip = 10_000;
+    settings.phone_codes_per_ip = 10_000;
     configure(&mut settings);
 
     // The previous instance's actor threads may still be closing the store after a restart.

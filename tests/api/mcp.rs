@@ -658,6 +658,8 @@ impl Binary {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ucca-auth"))
             .args(["serve", "--bind", "127.0.0.1:0", "--ops-bind", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            // All sign-ins come from 127.0.0.1, which per-IP limits count like any address.
+            .args(["--link-requests-per-ip", "1000000"])
             .args(flags)
             .env_clear()
             .env("OPS_API_KEY", OPS_KEY)

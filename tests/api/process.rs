@@ -77,6 +77,8 @@ impl ServerProcess {
             .arg(loopback_any_port().to_string())
             .arg("--data-dir")
             .arg(&launch.data_dir)
+            // All load comes from 127.0.0.1, which per-IP sign-in limits count like any address.
+            .args(["--link-requests-per-ip", "1000000"])
             // A clean environment, so UCCA_* variables of the developer's shell cannot change the server.
             .env_clear()
             .env("OPS_API_KEY", OPS_KEY)

@@ -136,11 +136,11 @@ pub fn record_usage(state: &AppState, tool: &str, principal: Option<&Principal>,
     state.services.usage.do_send(RecordUsage(event));
 }
 
-/// Does what `authenticate` and then `consume_quota` do, with the same
-/// responses, in fewer actor round trips: an access token is validated and its
-/// call counted by one `ConsumeForToken` message to the Quotas pool, where the
-/// separate path takes `ValidateToken` to Tokens and then `Consume` to Quotas.
-/// API keys, and credentials that are neither, take the separate path.
+/// Runs `authenticate` and then `consume_quota`, with the same responses, in
+/// fewer actor round trips. An access token is validated and its call counted
+/// by one `ConsumeForToken` message to the Quotas pool. The separate path sends
+/// `ValidateToken` to Tokens and then `Consume` to Quotas, and API keys and
+/// malformed or missing credentials still take it.
 async fn authenticate_and_consume(
     state: &AppState,
     headers: &HeaderMap,

@@ -62,9 +62,9 @@ pub(crate) fn check_flow(grant_types: Option<&[String]>, response_types: Option<
     Ok(())
 }
 
-/// The scopes a self-registered client may request: every issuable scope. What a
-/// token carries is still limited to the scopes its user holds and approves, and
-/// step-up authorization needs scopes beyond those first asked for.
+/// Lists the scopes a self-registered client may request: every issuable scope.
+/// A token still carries only the scopes its user has and approves, and step-up
+/// authorization needs scopes beyond those first requested.
 pub(crate) fn self_registered_scopes(state: &AppState) -> Vec<String> {
     state.catalog.issuable_scopes().map(str::to_string).collect()
 }
@@ -89,8 +89,8 @@ async fn register(state: web::Data<AppState>, request: HttpRequest, body: web::B
     let redirect_uris = metadata.redirect_uris.unwrap_or_default();
     check_redirect_uris(&redirect_uris).map_err(metadata_error)?;
     // RFC 7591 section 3.2.1 lets the server replace a requested value. A secret-based
-    // method is registered as `none`, and the response says so, because a client with
-    // no operator cannot keep a secret safe.
+    // method is registered as `none`, which the response reports, because a client
+    // with no operator cannot keep a secret safe.
     let requested_method = metadata.token_endpoint_auth_method.as_deref().unwrap_or("none");
     if !matches!(requested_method, "none" | "client_secret_basic" | "client_secret_post") {
         return Err(ApiError::bad_request(
@@ -139,9 +139,9 @@ fn caller_ip(state: &AppState, request: &HttpRequest) -> std::net::IpAddr {
 }
 
 /// Wraps the OAuth endpoints for self-registered clients. Before an authorization
-/// request it fetches the metadata document of a URL client id when none is cached;
-/// after an authorization request or a successful token response it records the
-/// client as used, which keeps a self-registered client from expiring.
+/// request, it fetches the metadata document of a URL client id when no fresh copy
+/// is cached. After an authorization request or a successful token response, it
+/// records the client as used, so that an active self-registered client does not expire.
 pub async fn track_clients(mut request: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, Error> {
     let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
         return Ok(next.call(request).await?.map_into_boxed_body());
@@ -182,7 +182,7 @@ fn touch(state: &AppState, client_id: String) {
     state.services.clients.do_send(TouchClient { client_id, now: state.now() });
 }
 
-/// Why an authorization request from a metadata-document client cannot go on, shown as a page.
+/// The reason an authorization request from a metadata-document client cannot go on, shown as a page.
 #[derive(Debug)]
 pub enum DocumentRefusal {
     Disabled,

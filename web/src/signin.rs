@@ -10,7 +10,7 @@
 //! address, and a rejected request gets the same response as any other, so the
 //! page reveals neither which addresses have accounts nor which hit a limit.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::http::{header, StatusCode};
@@ -65,14 +65,28 @@ fn internal_page() -> HttpResponse {
 /// Returns the caller's IP address to count against per-IP limits, believing
 /// `X-Forwarded-For` only from the configured trusted proxies.
 ///
-/// A loopback caller is not counted (`None`): it is this host's own tooling,
-/// or a proxy on this host missing from the trusted proxies, and counting it
-/// would make every person behind that proxy share one limit. Per-address,
-/// per-number and daily limits still apply to it.
+/// Loopback callers count like any other. Behind a proxy on this host that is
+/// missing from the trusted proxies, every person then shares one limit, which
+/// fails safe: exempting loopback would instead switch per-IP limits off for
+/// that common deployment.
+///
+/// IPv6 addresses count per /64 prefix, because one subscriber usually holds a
+/// whole /64 and could otherwise change address for every request.
 pub fn limited_ip(state: &AppState, request: &HttpRequest) -> Option<IpAddr> {
     let forwarded_for = request.headers().get("x-forwarded-for").and_then(|value| value.to_str().ok());
     let ip = client_ip(request.peer_addr().map(|address| address.ip()), forwarded_for, &state.config.trusted_proxies)?;
-    (!ip.is_loopback()).then_some(ip)
+    Some(limit_key_address(ip))
+}
+
+/// Maps an address to the one its limits count under: IPv4 as is, IPv6 as its /64 prefix.
+fn limit_key_address(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        },
+        v4 => v4,
+    }
 }
 
 /// Name of the cookie that binds sign-in links to a browser. Like the session
@@ -383,3 +397,20 @@ async fn sign_out(state: web::Data<AppState>, request: HttpRequest, body: web::B
         .finish()
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_addresses_group_ipv6_by_prefix() {
+        let cases = [
+            ("IPv4 stays", "203.0.113.7", "203.0.113.7"),
+            ("IPv6 keeps its /64", "2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::"),
+            ("IPv4-mapped IPv6 becomes IPv4", "::ffff:203.0.113.7", "203.0.113.7"),
+        ];
+        for (description, raw, expected) in cases {
+            let address: IpAddr = raw.parse().unwrap();
+            assert_eq!(limit_key_address(address).to_string(), expected, "{description}");
+        }
+    }
+}
