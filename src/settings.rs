@@ -166,13 +166,13 @@ pub struct ServeArgs {
     /// Verification codes sent to one phone number per hour [default: 3].
     #[arg(long, env = "UCCA_PHONE_CODES_PER_NUMBER", value_name = "COUNT")]
     pub phone_codes_per_number: Option<u64>,
-    /// Verification codes requested from one IP address per hour; loopback callers are not counted [default: 10].
+    /// Verification codes requested from one IP address per hour [default: 10].
     #[arg(long, env = "UCCA_PHONE_CODES_PER_IP", value_name = "COUNT")]
     pub phone_codes_per_ip: Option<u64>,
     /// Sign-in links mailed to one address per hour [default: 5].
     #[arg(long, env = "UCCA_LINK_REQUESTS_PER_ADDRESS", value_name = "COUNT")]
     pub link_requests_per_address: Option<u64>,
-    /// Sign-in links requested from one IP address per hour; loopback callers are not counted [default: 30].
+    /// Sign-in links requested from one IP address per hour [default: 30].
     #[arg(long, env = "UCCA_LINK_REQUESTS_PER_IP", value_name = "COUNT")]
     pub link_requests_per_ip: Option<u64>,
     /// Tool set the /mcp endpoint serves: corpus (the tiered corpus tools) or framework (the ucco:framework tools) [default: corpus].

@@ -247,3 +247,55 @@ async fn webhook_and_rates_have_no_manual_door() {
     assert_eq!(summary(&app).await["ecosystem_rate"], false);
     app.stop().await;
 }
+
+/// The `<code id="...">` text of a page.
+fn code_text(body: &str, id: &str) -> String {
+    let marker = format!("<code id=\"{id}\">");
+    let start = body.find(&marker).unwrap_or_else(|| panic!("page has no {id}: {body}")) + marker.len();
+    body[start..start + body[start..].find('<').unwrap()].to_string()
+}
+
+async fn client_authenticates(app: &TestApp, client_id: &str, secret: &str) -> bool {
+    let response = app
+        .http
+        .post(app.url("/oauth/introspect"))
+        .basic_auth(client_id, Some(secret))
+        .form(&[("token", "0".repeat(96))])
+        .send()
+        .await
+        .unwrap();
+    response.status() == StatusCode::OK
+}
+
+#[actix_web::test]
+async fn account_page_shows_the_price_and_issues_the_client_secret() {
+    let app = billing_app().await;
+    deliver(&app, &checkout("evt_1", START)).await;
+    deliver(&app, &subscription("evt_2", "customer.subscription.created", START + 1, "sub_corpus", "active", CORPUS_PRICE)).await;
+    let client_id = summary(&app).await["provisioned_client_id"].as_str().unwrap().to_string();
+
+    let browser = app.signed_in_browser(EMAIL).await;
+    let page = browser.get(&app.url("/account")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("<tr data-plan=\"developer\"><td>developer</td><td>99</td>"), "developer at the ecosystem rate: {}", page.body);
+    assert!(page.body.contains("<tr data-plan=\"professional\"><td>professional</td><td>299</td>"), "professional at the ecosystem rate");
+    assert!(page.body.contains(&client_id), "the provisioned client is listed");
+
+    let csrf = page.hidden("csrf_token");
+    let first = browser.post_form(&app.url("/account/systems-client/secret"), &[("csrf_token", csrf.as_str())]).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.header("cache-control"), "no-store");
+    assert_eq!(code_text(&first.body, "client-id"), client_id);
+    let first_secret = code_text(&first.body, "client-secret");
+    assert_eq!(first_secret.len(), 64, "a 32-byte secret in hex");
+    assert!(client_authenticates(&app, &client_id, &first_secret).await, "the generated secret authenticates the client");
+
+    let second = browser.post_form(&app.url("/account/systems-client/secret"), &[("csrf_token", csrf.as_str())]).await;
+    let second_secret = code_text(&second.body, "client-secret");
+    assert!(!client_authenticates(&app, &client_id, &first_secret).await, "a replaced secret stops working");
+    assert!(client_authenticates(&app, &client_id, &second_secret).await);
+
+    let forged = Browser::new().post_form(&app.url("/account/systems-client/secret"), &[("csrf_token", csrf.as_str())]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "a form without the browser's CSRF cookie is refused");
+    app.stop().await;
+}

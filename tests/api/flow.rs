@@ -100,6 +100,7 @@ async fn oauth_client_signs_in_calls_api_and_revokes() {
     assert!(consent.header("content-security-policy").contains("frame-ancestors 'none'"));
     assert!(consent.body.contains("Test client"));
     assert!(consent.body.contains("Search and read the training corpus"));
+    assert!(consent.body.contains("you return to <strong>127.0.0.1</strong>"), "the consent page names where the code goes");
 
     // Allowing redirects to the client with code, state and iss (RFC 9207).
     let mut fields = consent.hidden_fields();

@@ -17,6 +17,7 @@ use url::Url;
 use crate::errors::{ask, Internal};
 use crate::pages::{csrf_seed, csrf_valid, escape, hidden, html, layout, message_page};
 use crate::params::Params;
+use crate::registration::{prepare_client, touch};
 use crate::session::current_user;
 use crate::state::AppState;
 
@@ -46,6 +47,8 @@ enum Rejection {
     Page(StatusCode, String),
     /// Anything else: tell the client at its redirect URI.
     Redirect { redirect_uri: String, error: &'static str, description: String, state: Option<String> },
+    /// A finished answer, such as a client metadata document that could not be used.
+    Response(HttpResponse),
     Internal,
 }
 
@@ -55,13 +58,16 @@ impl From<Internal> for Rejection {
     }
 }
 
-async fn check_request(state: &AppState, params: &Params) -> Result<AuthorizeRequest, Rejection> {
+async fn check_request(state: &AppState, request: &HttpRequest, params: &Params) -> Result<AuthorizeRequest, Rejection> {
     let page = |message: &str| Rejection::Page(StatusCode::BAD_REQUEST, message.to_string());
 
     if params.is_repeated("client_id") {
         return Err(page("The request names client_id more than once."));
     }
     let Some(client_id) = params.get("client_id") else { return Err(page("The request has no client_id.")) };
+    if let Err(refusal) = prepare_client(state, request, client_id).await {
+        return Err(Rejection::Response(refusal.page()));
+    }
     let client = ask(&state.services.clients, GetClient { client_id: client_id.to_string() }).await?;
     let Some(client) = client.filter(|client| client.active) else {
         return Err(page("The application that sent you here is not registered with this server."));
@@ -215,6 +221,7 @@ fn reject(state: &AppState, rejection: Rejection) -> HttpResponse {
             }
             redirect_to_client(state, &redirect_uri, &pairs)
         }
+        Rejection::Response(response) => response,
         Rejection::Internal => HttpResponse::InternalServerError().finish(),
     }
 }
@@ -243,10 +250,12 @@ fn sign_in_first(params: &Params) -> HttpResponse {
 
 async fn authorize_page(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
     let params = Params::parse(request.query_string().as_bytes());
-    let authorize = match check_request(&state, &params).await {
+    let authorize = match check_request(&state, &request, &params).await {
         Ok(authorize) => authorize,
         Err(rejection) => return reject(&state, rejection),
     };
+    // Use keeps a self-registered client from expiring.
+    touch(&state, authorize.client.client_id.clone());
 
     let user = match current_user(&state, &request).await {
         Ok(user) => user,
@@ -291,11 +300,14 @@ async fn authorize_page(state: web::Data<AppState>, request: HttpRequest) -> Htt
     let body = format!(
         "<p><strong>{client}</strong> wants to use your account.</p>\
          <p>It asks for permission to:</p><ul class=\"scopes\">{scope_items}</ul>\
+         <p>After you decide, you return to <strong>{return_host}</strong>.</p>\
          <p>You are signed in as {email}. You can revoke this access later.</p>\
          <form method=\"post\" action=\"/oauth/authorize\">{carried}{csrf_field}\
          <button type=\"submit\" name=\"decision\" value=\"allow\">Allow</button> \
          <button class=\"secondary\" type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
         client = escape(&authorize.client.name),
+        // The host the code goes to, so a person can spot an application posing as another.
+        return_host = escape(&Url::parse(&authorize.redirect_uri).ok().and_then(|url| url.host_str().map(str::to_string)).unwrap_or_default()),
         email = escape(&user.email),
         csrf_field = hidden("csrf_token", &csrf.form_token()),
     );
@@ -333,7 +345,7 @@ async fn authorize_decision(state: web::Data<AppState>, request: HttpRequest, bo
     if !csrf_valid(&state, &request, params.get("csrf_token")) {
         return message_page(StatusCode::FORBIDDEN, "Form expired", "This form has expired or was sent from another site. Start again from the application.");
     }
-    let authorize = match check_request(&state, &params).await {
+    let authorize = match check_request(&state, &request, &params).await {
         Ok(authorize) => authorize,
         Err(rejection) => return reject(&state, rejection),
     };

@@ -46,7 +46,6 @@ pub fn public_server(listener: TcpListener, state: AppState) -> std::io::Result<
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
-            .wrap(from_fn(registration::track_clients))
             .wrap(from_fn(middleware::request_context))
             .configure(discovery::configure)
             .configure(authorize::configure)

@@ -10,12 +10,9 @@ pub mod metadata_document;
 
 use std::time::Instant;
 
-use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::{Method, StatusCode};
-use actix_web::middleware::Next;
-use actix_web::{web, Error, HttpRequest, HttpResponse};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 use ucca_actors::clients::{
@@ -26,7 +23,6 @@ use ucca_actors::ratelimit::Admission;
 
 use crate::errors::{ask, ApiError};
 use crate::pages::message_page;
-use crate::params::Params;
 use crate::state::{client_ip, AppState};
 
 /// Name given to a dynamically registered client that sends no `client_name`.
@@ -138,47 +134,17 @@ fn caller_ip(state: &AppState, request: &HttpRequest) -> std::net::IpAddr {
     client_ip(peer, forwarded_for, &state.config.trusted_proxies).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]))
 }
 
-/// Wraps the OAuth endpoints for self-registered clients. Before an authorization
-/// request, it fetches the metadata document of a URL client id when no fresh copy
-/// is cached. After an authorization request or a successful token response, it
-/// records the client as used, so that an active self-registered client does not expire.
-pub async fn track_clients(mut request: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, Error> {
-    let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
-        return Ok(next.call(request).await?.map_into_boxed_body());
-    };
-
-    if request.path() == "/oauth/authorize" && request.method() == Method::GET {
-        let params = Params::parse(request.query_string().as_bytes());
-        if let Some(client_id) = params.get("client_id").filter(|_| !params.is_repeated("client_id")).map(str::to_string) {
-            if metadata_document::is_url_client_id(&client_id) {
-                let ip = caller_ip(&state, request.request());
-                if let Err(refusal) = metadata_document::ensure_client(&state, &client_id, ip).await {
-                    return Ok(request.into_response(refusal.page()));
-                }
-            }
-            touch(&state, client_id);
-        }
-        return Ok(next.call(request).await?.map_into_boxed_body());
+/// Prepares an authorization request's client: a URL client id is stored
+/// from a fresh copy of its metadata document before the client is looked up.
+pub async fn prepare_client(state: &AppState, request: &HttpRequest, client_id: &str) -> Result<(), DocumentRefusal> {
+    if metadata_document::is_url_client_id(client_id) {
+        metadata_document::ensure_client(state, client_id, caller_ip(state, request)).await?;
     }
-
-    if request.path() == "/oauth/token" && request.method() == Method::POST {
-        // Public clients name themselves in the form body, so the body is read here and handed on unchanged.
-        let body = request.extract::<web::Bytes>().await?;
-        request.set_payload(Payload::from(body.clone()));
-        let response = next.call(request).await?.map_into_boxed_body();
-        if response.status() == StatusCode::OK {
-            if let Some(client_id) = Params::parse(&body).get("client_id") {
-                touch(&state, client_id.to_string());
-            }
-        }
-        return Ok(response);
-    }
-
-    Ok(next.call(request).await?.map_into_boxed_body())
+    Ok(())
 }
 
 /// Records a use of a client, fire and forget: a lost touch only lets the client expire sooner.
-fn touch(state: &AppState, client_id: String) {
+pub fn touch(state: &AppState, client_id: String) {
     state.services.clients.do_send(TouchClient { client_id, now: state.now() });
 }
 
@@ -193,7 +159,7 @@ pub enum DocumentRefusal {
 }
 
 impl DocumentRefusal {
-    fn page(&self) -> HttpResponse {
+    pub fn page(&self) -> HttpResponse {
         let title = "Authorization request rejected";
         match self {
             DocumentRefusal::Disabled => message_page(

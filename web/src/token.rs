@@ -60,7 +60,8 @@ pub fn read_form(request: &HttpRequest, body: &[u8]) -> Result<Params, ApiError>
 async fn token(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     let form = read_form(&request, &body)?;
     let client = authenticate_client(&state, request.headers(), &form).await?;
-
+    // Use keeps a self-registered client from expiring.
+    crate::registration::touch(&state, client.client_id.clone());
 
     match form.get("grant_type") {
         None => Err(ApiError::bad_request("invalid_request", "grant_type is missing")),
