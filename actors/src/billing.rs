@@ -63,7 +63,7 @@ impl Record for SubscriptionRecord {
 }
 
 impl SubscriptionRecord {
-    /// Whether the subscription grants its plan at `now`, given the grace period after a failed payment.
+    /// Checks whether the subscription grants its plan at `now`, given the grace period after a failed payment.
     pub fn is_active(&self, now: UnixTime, grace: u64) -> bool {
         let paying = matches!(self.status.as_str(), "active" | "trialing" | "past_due");
         let within_grace = self.payment_failed_at.is_none_or(|failed| now < failed + grace);
@@ -277,7 +277,7 @@ impl Handler<ApplyEvent> for Billing {
     }
 }
 
-/// Everything billing knows about one user.
+/// Fetches the billing records of one user.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<CustomerBilling, StoreError>")]
 pub struct GetCustomerBilling {

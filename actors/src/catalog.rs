@@ -1,4 +1,4 @@
-//! The catalog: the scopes this server knows, the capabilities each grants and
+//! The catalog: the scopes this server issues or recognises, the capabilities each grants and
 //! implies, and the plans with their limits and prices. Read-only after start-up.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -212,17 +212,17 @@ impl Catalog {
         self.scopes.iter().filter(|scope| scope.held_by_every_user).map(|scope| scope.name.as_str())
     }
 
-    /// Every scope that holding `held` amounts to, implications included.
+    /// Expands a set of scopes with every scope they imply, transitively.
     pub fn expand<'a>(&self, held: impl IntoIterator<Item = &'a String>) -> BTreeSet<String> {
         held.into_iter().filter_map(|name| self.closure.get(name)).flatten().cloned().collect()
     }
 
-    /// Whether any of `scopes` grants `capability`, directly or through an implied scope.
+    /// Checks whether any of `scopes` grants `capability`, directly or through an implied scope.
     pub fn grants(&self, scopes: &[String], capability: Capability) -> bool {
         scopes.iter().any(|scope| self.granted.get(scope).is_some_and(|capabilities| capabilities.contains(&capability)))
     }
 
-    /// The scope to name in an `insufficient_scope` challenge: the first issuable
+    /// Finds the scope to name in an `insufficient_scope` challenge: the first issuable
     /// scope in catalog order that grants `capability` itself, which is the least powerful one.
     pub fn scope_for(&self, capability: Capability) -> Option<&str> {
         self.scopes
@@ -235,7 +235,7 @@ impl Catalog {
         self.plans.get(name)
     }
 
-    /// The plan a payment provider's price id buys.
+    /// Finds the plan that a payment provider's price id buys.
     pub fn plan_for_price(&self, price_id: &str) -> Option<&str> {
         self.plans
             .iter()
@@ -245,8 +245,8 @@ impl Catalog {
             .map(|(name, _)| name.as_str())
     }
 
-    /// The monthly price of a plan in AUD: the ecosystem price while the customer
-    /// holds an active corpus subscription, the standard price otherwise.
+    /// Looks up the monthly price of a plan in AUD: the ecosystem price while the
+    /// customer has an active corpus subscription, the standard price otherwise.
     pub fn price(&self, plan: &str, ecosystem: bool) -> Option<u32> {
         let plan = self.plans.get(plan)?;
         if ecosystem {
@@ -256,7 +256,7 @@ impl Catalog {
         }
     }
 
-    /// The corpus subscription's plan, if the catalog has one.
+    /// Finds the corpus subscription's plan, if the catalog has one.
     pub fn corpus_plan(&self) -> Option<&str> {
         self.plans.iter().find(|(_, plan)| plan.corpus).map(|(name, _)| name.as_str())
     }
@@ -265,7 +265,7 @@ impl Catalog {
         self.plans.iter().map(|(name, plan)| (name.as_str(), plan))
     }
 
-    /// The plan a credential with `scopes` counts against: the most powerful
+    /// Finds the plan a credential with `scopes` counts against: the most powerful
     /// plan whose scope's capabilities the credential has in full. A token of the
     /// first version's `read` scope so counts against the operational plan.
     pub fn plan_for(&self, scopes: &[String]) -> Option<&str> {

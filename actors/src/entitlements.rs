@@ -1,6 +1,6 @@
-//! What a user holds right now, from every source: entitlements set by an
-//! operator, active subscriptions, and the scopes every user holds. Also the
-//! revocation of grants that no longer fit what the user holds.
+//! The scopes a user has right now, from every source: entitlements set by an
+//! operator, active subscriptions, and the scopes every user has. Also the
+//! revocation of grants that carry a scope the user no longer has.
 
 use std::collections::BTreeSet;
 
@@ -25,7 +25,7 @@ where
     address.send(message).await.map_err(|error| StoreError::Backend(format!("actor mailbox failed: {error}")))?
 }
 
-/// The plans a user's active subscriptions grant at `now`.
+/// Lists the plans a user's active subscriptions grant at `now`.
 pub fn active_plans(catalog: &Catalog, billing: &CustomerBilling, now: UnixTime, grace: u64) -> BTreeSet<String> {
     billing
         .subscriptions
@@ -36,7 +36,7 @@ pub fn active_plans(catalog: &Catalog, billing: &CustomerBilling, now: UnixTime,
         .collect()
 }
 
-/// Every scope `user_id` holds at `now`, implied scopes included.
+/// Collects every scope `user_id` has at `now`, implied scopes included.
 pub async fn held_scopes(
     services: &Services,
     catalog: &Catalog,

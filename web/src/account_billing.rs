@@ -19,7 +19,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
     config.route("/account/systems-client/secret", web::post().to(generate_client_secret));
 }
 
-/// The HTML section for a signed-in person's account page. `csrf_token` is the page's form token.
+/// Renders the billing section of a signed-in person's account page. `csrf_token` is the page's form token.
 pub async fn billing_section(state: &AppState, user_id: &str, csrf_token: &str) -> Result<String, ApiError> {
     let summary = billing_summary(state, user_id).await?;
     let ecosystem = summary["ecosystem_rate"].as_bool().unwrap_or(false);

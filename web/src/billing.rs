@@ -33,7 +33,7 @@ pub fn configure_ops(scope: actix_web::Scope) -> actix_web::Scope {
     scope.route("/billing/customers/{email}", web::get().to(customer_billing))
 }
 
-/// A customer's subscriptions, active plans and the price of each plan for them.
+/// Summarises a customer's subscriptions, active plans and the price of each plan for them.
 pub async fn billing_summary(state: &AppState, user_id: &str) -> Result<Value, ApiError> {
     let now = state.now();
     let billing = ask(&state.services.billing, GetCustomerBilling { user_id: user_id.to_string() }).await?;
@@ -202,7 +202,7 @@ async fn event_kind(state: &AppState, event_type: &str, object: &Value) -> Resul
     Ok(Some(kind))
 }
 
-/// The user a checkout belongs to: `client_reference_id` when it names a user, else the customer's email.
+/// Finds the user a checkout belongs to: `client_reference_id` when it names a user, else the customer's email.
 async fn checkout_user(state: &AppState, object: &Value) -> Result<String, ApiError> {
     if let Some(reference) = text(object, "/client_reference_id") {
         if let Some(user) = ask(&state.services.accounts, GetUser { user_id: reference.to_string() }).await? {
