@@ -10,7 +10,7 @@ use crate::apikeys::ApiKeys;
 use crate::billing::Billing;
 use crate::catalog::Catalog;
 use crate::quotas::Quotas;
-use crate::usage::{FlushUsage, Usage};
+use crate::usage::{FlushUsage, RecordUsage, Usage, UsageBuffer, UsageEvent};
 use crate::clients::Clients;
 use crate::clock::Clock;
 use crate::codes::Codes;
@@ -59,6 +59,8 @@ pub struct Services {
     pub quotas: Addr<Quotas>,
     /// One worker, because it buffers events in memory between batch writes.
     pub usage: Addr<Usage>,
+    /// Events recorded by handlers, handed to `usage` in batches.
+    pub usage_buffer: Arc<UsageBuffer>,
     pub billing: Addr<Billing>,
     /// Seconds a subscription stays active after a failed payment.
     pub billing_grace: u64,
@@ -97,6 +99,7 @@ impl Services {
             api_keys: start_pool(workers, &store, ApiKeys::new),
             quotas: start_pool(workers, &store, Quotas::new),
             usage: start_pool(1, &store, Usage::new),
+            usage_buffer: Arc::new(UsageBuffer::default()),
             billing: start_pool(workers, &store, Billing::new),
             billing_grace: config.billing_grace,
             catalog,
@@ -114,6 +117,7 @@ impl Services {
     /// Writes buffered usage events and makes every write so far durable: the
     /// once-a-second flush for counters and usage, and the last step of shutdown.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        self.hand_over_usage();
         // The usage actor commits on its own thread, because a commit blocks on disk I/O.
         match self.usage.send(FlushUsage).await {
             Ok(result) => result.map(|_| ()),
@@ -121,6 +125,24 @@ impl Services {
         }
     }
 }
+impl Services {
+    /// Records one call, without waiting.
+    pub fn record_usage(&self, event: UsageEvent) {
+        if let Some(batch) = self.usage_buffer.push(event) {
+            self.usage.do_send(RecordUsage(batch));
+        }
+    }
+
+    /// Hands every buffered event to the usage actor. Its mailbox keeps order, so
+    /// a message sent to it afterwards (an aggregate, a flush) sees these events.
+    pub fn hand_over_usage(&self) {
+        let batch = self.usage_buffer.take();
+        if !batch.is_empty() {
+            self.usage.do_send(RecordUsage(batch));
+        }
+    }
+}
+
 fn start_pool<A>(workers: usize, store: &Store, build: fn(Store) -> Result<A, StoreError>) -> Addr<A>
 where
     A: Actor<Context = actix::SyncContext<A>> + Send,

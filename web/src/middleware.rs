@@ -15,7 +15,7 @@ use ucca_actors::catalog::Capability;
 use ucca_actors::quotas::{self, Consume, ConsumeForIp, ConsumeForToken, IpDecision, QuotaDecision};
 use ucca_actors::secret::{random_id, Secret};
 use ucca_actors::tokens::{InactiveReason, TokenKind, TokenStatus, ValidateToken};
-use ucca_actors::usage::{CredentialKind, RecordUsage, UsageEvent};
+use ucca_actors::usage::{CredentialKind, UsageEvent};
 use ucca_actors::UnixTime;
 
 use crate::errors::{ask, ApiError, ErrorBody};
@@ -132,8 +132,7 @@ pub fn record_usage(state: &AppState, tool: &str, principal: Option<&Principal>,
         status: status.as_u16(),
         latency_ms: u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX),
     };
-    // Fire and forget: a full mailbox drops the event rather than slowing the call.
-    state.services.usage.do_send(RecordUsage(event));
+    state.services.record_usage(event);
 }
 
 /// Runs `authenticate` and then `consume_quota`, with the same responses, in

@@ -65,6 +65,8 @@ async fn aggregate(state: web::Data<AppState>, request: HttpRequest) -> Result<H
         other => return Err(ApiError::bad_request("invalid_request", format!("group_by {other:?} must be day, tool, client or customer"))),
     };
 
+    // Events still buffered by handlers count too.
+    state.services.hand_over_usage();
     let groups = ask(&state.services.usage, AggregateUsage { from, to, group_by }).await?;
     let wants_csv = request
         .headers()
