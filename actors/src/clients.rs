@@ -632,3 +632,28 @@ mod self_registration_tests {
         });
     }
 }
+
+/// Client metadata as RFC 7591 section 2 names it, for the ops API and dynamic
+/// registration alike; other fields are ignored, as that section allows.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ClientMetadata {
+    pub client_name: Option<String>,
+    pub redirect_uris: Option<Vec<String>>,
+    pub token_endpoint_auth_method: Option<String>,
+    pub scope: Option<String>,
+    pub grant_types: Option<Vec<String>>,
+    pub response_types: Option<Vec<String>>,
+}
+
+/// Checks that a client asks only for the grant and response types this server supports.
+pub fn check_client_flow(grant_types: Option<&[String]>, response_types: Option<&[String]>) -> Result<(), MetadataError> {
+    let grants = grant_types.unwrap_or_default();
+    if grants.iter().any(|grant| grant != "authorization_code" && grant != "refresh_token") {
+        return Err(MetadataError::Metadata("grant_types may contain only authorization_code and refresh_token".into()));
+    }
+    let responses = response_types.unwrap_or_default();
+    if responses.iter().any(|response| response != "code") {
+        return Err(MetadataError::Metadata("response_types may contain only code".into()));
+    }
+    Ok(())
+}

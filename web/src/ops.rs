@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 use ucca_actors::accounts::{normalize_email, FindUser, GetEntitlements, SetEntitlements, WithdrawConsent};
 use ucca_actors::clients::{
-    check_client_name, check_client_scopes, check_redirect_uris, AuthMethod, ClientRecord, DeactivateClient, Deactivation,
+    check_client_flow, check_client_name, check_client_scopes, check_redirect_uris, AuthMethod, ClientMetadata, ClientRecord, DeactivateClient, Deactivation,
     ListClients, MetadataError, RegisterClient,
 };
 use ucca_actors::secret::Secret;
@@ -66,17 +66,6 @@ async fn require_ops_key(
     Ok(request.into_response(error.error_response()))
 }
 
-/// Client metadata as RFC 7591 section 2 names it; other fields are ignored, as that section allows.
-#[derive(Debug, Deserialize)]
-struct ClientMetadata {
-    client_name: Option<String>,
-    redirect_uris: Option<Vec<String>>,
-    token_endpoint_auth_method: Option<String>,
-    scope: Option<String>,
-    grant_types: Option<Vec<String>>,
-    response_types: Option<Vec<String>>,
-}
-
 fn invalid_metadata(description: impl Into<String>) -> ApiError {
     ApiError::bad_request("invalid_client_metadata", description)
 }
@@ -109,12 +98,7 @@ async fn register_client(state: web::Data<AppState>, body: web::Bytes) -> Result
         invalid_metadata(format!("token_endpoint_auth_method {method_name:?} is not supported; use client_secret_basic, client_secret_post or none"))
     })?;
     let scopes = check_client_scopes(metadata.scope.as_deref(), &state.catalog).map_err(rejected)?;
-    if metadata.grant_types.is_some_and(|types| types.iter().any(|grant| grant != "authorization_code" && grant != "refresh_token")) {
-        return Err(invalid_metadata("grant_types may contain only authorization_code and refresh_token"));
-    }
-    if metadata.response_types.is_some_and(|types| types.iter().any(|response| response != "code")) {
-        return Err(invalid_metadata("response_types may contain only code"));
-    }
+    check_client_flow(metadata.grant_types.as_deref(), metadata.response_types.as_deref()).map_err(rejected)?;
 
     let registration = RegisterClient { name, redirect_uris, auth_method, scopes, now: state.now() };
     let registered = ask(&state.services.clients, registration).await?;

@@ -13,10 +13,9 @@ use std::time::Instant;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
 use serde_json::json;
 use ucca_actors::clients::{
-    check_client_name, check_client_scopes, check_redirect_uris, AdmitSelfRegistration, MetadataError, RegisterSelfClient,
+    check_client_flow, check_client_name, check_client_scopes, check_redirect_uris, AdmitSelfRegistration, ClientMetadata, MetadataError, RegisterSelfClient,
     SelfRegistrationKind, TouchClient,
 };
 use ucca_actors::ratelimit::Admission;
@@ -32,30 +31,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
     config.service(web::resource("/oauth/register").wrap(crate::cors::for_browser_clients()).route(web::post().to(register)));
 }
 
-/// Client metadata of a registration request (RFC 7591 section 2); other fields are ignored, as that section allows.
-#[derive(Debug, Deserialize)]
-struct ClientMetadata {
-    client_name: Option<String>,
-    redirect_uris: Option<Vec<String>>,
-    token_endpoint_auth_method: Option<String>,
-    scope: Option<String>,
-    grant_types: Option<Vec<String>>,
-    response_types: Option<Vec<String>>,
-}
-
 fn metadata_error(error: MetadataError) -> ApiError {
     ApiError::bad_request(error.code(), error.description().to_string())
-}
-
-/// Checks the grant and response types a self-registering client asks for: only the code flow and refresh.
-pub(crate) fn check_flow(grant_types: Option<&[String]>, response_types: Option<&[String]>) -> Result<(), MetadataError> {
-    if grant_types.is_some_and(|types| types.iter().any(|grant| grant != "authorization_code" && grant != "refresh_token")) {
-        return Err(MetadataError::Metadata("grant_types may contain only authorization_code and refresh_token".into()));
-    }
-    if response_types.is_some_and(|types| types.iter().any(|response| response != "code")) {
-        return Err(MetadataError::Metadata("response_types may contain only code".into()));
-    }
-    Ok(())
 }
 
 /// Lists the scopes a self-registered client may request: every issuable scope.
@@ -95,7 +72,7 @@ async fn register(state: web::Data<AppState>, request: HttpRequest, body: web::B
         ));
     }
     check_client_scopes(metadata.scope.as_deref(), &state.catalog).map_err(metadata_error)?;
-    check_flow(metadata.grant_types.as_deref(), metadata.response_types.as_deref()).map_err(metadata_error)?;
+    check_client_flow(metadata.grant_types.as_deref(), metadata.response_types.as_deref()).map_err(metadata_error)?;
 
     let ip = caller_ip(&state, &request);
     match ask(&state.services.clients, AdmitSelfRegistration { ip, kind: SelfRegistrationKind::Dynamic, now: state.now() }).await? {

@@ -18,7 +18,7 @@ use ucca_actors::ratelimit::Admission;
 use ucca_actors::UnixTime;
 use url::{Host, Url};
 
-use super::{check_flow, elapsed_ms, self_registered_scopes, DocumentRefusal};
+use super::{elapsed_ms, self_registered_scopes, DocumentRefusal};
 use crate::errors::ask;
 use crate::state::AppState;
 
@@ -306,7 +306,7 @@ fn parse_document(state: &AppState, url: &Url, body: &[u8]) -> Result<DocumentCl
     let redirect_uris = document.redirect_uris.unwrap_or_default();
     check_redirect_uris(&redirect_uris).map_err(|error| error.description().to_string())?;
     check_client_scopes(document.scope.as_deref(), &state.catalog).map_err(|error| error.description().to_string())?;
-    check_flow(document.grant_types.as_deref(), document.response_types.as_deref()).map_err(|error| error.description().to_string())?;
+    ucca_actors::clients::check_client_flow(document.grant_types.as_deref(), document.response_types.as_deref()).map_err(|error| error.description().to_string())?;
 
     // NOTE: the consent page shows this name, so the document's host, but not the host of the
     // redirect URI, which MCP 2025-11-25 asks authorization servers to display for these clients.
