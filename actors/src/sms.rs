@@ -208,6 +208,9 @@ impl Sms {
             }
             // Twilio documents that a request answered 429 (error 20429, too many concurrent requests) is not processed and is safe to retry.
             429 => Attempt::Retry("the gateway asked to slow down (HTTP 429)".to_string()),
+            // A gateway fault is not about the number. The gateway may still have
+            // queued the message, so it is not sent again.
+            500..=599 => Attempt::Failed(SmsError::Unavailable(format!("the gateway returned HTTP {status}"))),
             _ => {
                 // Only the numeric code is kept: Twilio's error text can quote the number.
                 let code = body["code"].as_i64();

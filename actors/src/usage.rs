@@ -183,6 +183,10 @@ impl Handler<AggregateUsage> for Usage {
     }
 }
 
+/// The group key of calls that carried no valid credential, in both the client
+/// and the customer grouping: such a call has neither.
+pub const NO_CREDENTIAL: &str = "(no credential)";
+
 impl Usage {
     fn aggregate(&mut self, message: &AggregateUsage) -> Result<Vec<UsageGroup>, StoreError> {
         // Buffered events count too, so an aggregate right after a call includes it.
@@ -200,8 +204,8 @@ impl Usage {
             let key = match message.group_by {
                 GroupBy::Day => day_label(event.at),
                 GroupBy::Tool => event.tool.clone(),
-                GroupBy::Client => event.credential_id.clone().unwrap_or_else(|| "(keyless)".into()),
-                GroupBy::Customer => event.customer.clone().unwrap_or_else(|| "(anonymous)".into()),
+                GroupBy::Client => event.credential_id.clone().unwrap_or_else(|| NO_CREDENTIAL.into()),
+                GroupBy::Customer => event.customer.clone().unwrap_or_else(|| NO_CREDENTIAL.into()),
             };
             let totals = groups.entry(key).or_insert(Totals { calls: 0, errors: 0, authenticated: 0, latency_sum: 0 });
             totals.calls += 1;

@@ -206,6 +206,29 @@ async fn phone_code_through_the_gateway_verifies_the_number() {
 }
 
 #[actix_web::test]
+async fn unreachable_gateway_gets_a_page_with_the_request_id() {
+    // A port that was just free: nothing listens there, so every attempt is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let app = spawn_app_with(|settings| {
+        settings.sms_gateway_url = Some(format!("http://{closed}"));
+        settings.sms_account_sid = Some(GATEWAY_SID.to_string());
+        settings.sms_auth_token = Some(ucca_actors::secret::Secret::from_presented(GATEWAY_TOKEN));
+        settings.sms_from = Some(GATEWAY_FROM.to_string());
+    })
+    .await;
+    let browser = app.signed_in_browser("ada@example.com").await;
+
+    let failed = add_number(&app, &browser, PHONE).await;
+    assert_eq!(failed.status, StatusCode::SERVICE_UNAVAILABLE, "{}", failed.body);
+    assert!(failed.header("content-type").starts_with("text/html"), "the person sees a page: {}", failed.header("content-type"));
+    assert!(failed.body.contains("Sending the text message failed"), "{}", failed.body);
+    let request_id = failed.header("x-request-id");
+    assert!(!request_id.is_empty() && failed.body.contains(request_id), "the page names request id {request_id:?}: {}", failed.body);
+
+    app.stop().await;
+}
+
+#[actix_web::test]
 async fn wrong_codes_are_limited_to_five_attempts() {
     let app = spawn_app().await;
     let browser = app.signed_in_browser("ada@example.com").await;

@@ -229,7 +229,11 @@ async fn failed_payment_ends_the_plan_after_the_grace_period() {
 async fn webhook_and_rates_have_no_manual_door() {
     let disabled = spawn_app().await;
     let response = disabled.http.post(disabled.url("/billing/stripe/webhook")).body("{}").send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "without a secret the webhook is off");
+    let reply = JsonReply::read(response).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "without a secret the webhook is off");
+    assert_eq!(reply.body["error"], "temporarily_unavailable");
+    let description = reply.body["error_description"].as_str().unwrap_or_default();
+    assert!(description.contains("UCCA_STRIPE_WEBHOOK_SECRET"), "the answer says how to switch the webhook on: {description}");
     disabled.stop().await;
 
     let app = billing_app().await;

@@ -241,6 +241,13 @@ async fn usage_aggregates_match_the_calls_made() {
     }
     // A call without a credential is counted too, as unauthenticated.
     assert_eq!(app.http.get(app.url("/v1/ladder?code=BSB30120")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    // A call refused for its plan still belongs to the key that made it.
+    let refused = app.get_with_token("/v1/analytics/pathway?from=BSB20120&to=BSB40120", &key).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let refused: Value = refused.json().await.unwrap();
+    let explanation = refused["error_description"].as_str().unwrap_or_default();
+    assert!(explanation.contains("developer plan does not include"), "the answer names the key's plan: {explanation}");
+    assert!(explanation.contains("professional") && explanation.contains("enterprise"), "the answer names the plans that would do: {explanation}");
 
     let by_tool: Value = app.http.get(format!("{}/ops/usage?group_by=tool", app.ops)).bearer_auth(OPS_KEY).send().await.unwrap().json().await.unwrap();
     let group = |name: &str| by_tool["groups"].as_array().unwrap().iter().find(|group| group["key"] == name).cloned().unwrap_or(Value::Null);
@@ -250,10 +257,25 @@ async fn usage_aggregates_match_the_calls_made() {
     assert_eq!(group("lookup")["errors"], 1);
     assert_eq!(group("ladder")["calls"], 1);
     assert_eq!(group("ladder")["authenticated"], 0);
+    assert_eq!(group("pathway")["calls"], 1);
+    assert_eq!(group("pathway")["errors"], 1);
+    assert_eq!(group("pathway")["authenticated"], 1, "the refused call carried a valid key");
 
     let by_client: Value = app.http.get(format!("{}/ops/usage?group_by=client", app.ops)).bearer_auth(OPS_KEY).send().await.unwrap().json().await.unwrap();
     let key_group = by_client["groups"].as_array().unwrap().iter().find(|group| group["key"] == key_id.as_str()).unwrap();
-    assert_eq!(key_group["calls"], 5);
+    assert_eq!(key_group["calls"], 6, "the key's five served calls and its refused one");
+    let nobody = by_client["groups"].as_array().unwrap().iter().find(|group| group["key"] == "(no credential)").unwrap();
+    assert_eq!(nobody["calls"], 1, "only the call without a credential lacks a client");
+    let by_customer: Value = app.http.get(format!("{}/ops/usage?group_by=customer", app.ops)).bearer_auth(OPS_KEY).send().await.unwrap().json().await.unwrap();
+    let customers: Vec<(String, u64)> = by_customer["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|group| (group["key"].as_str().unwrap_or_default().to_string(), group["calls"].as_u64().unwrap_or(0)))
+        .collect();
+    assert_eq!(customers.len(), 2, "one customer and the calls without a credential: {customers:?}");
+    assert!(customers.contains(&("(no credential)".to_string(), 1)), "{customers:?}");
+    assert!(customers.iter().any(|(customer, calls)| customer != "(no credential)" && *calls == 6), "{customers:?}");
 
     let csv = app
         .http
@@ -267,7 +289,7 @@ async fn usage_aggregates_match_the_calls_made() {
     let text = csv.text().await.unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "key,calls,errors,authenticated,average_latency_ms");
-    assert!(lines[1].starts_with("2026-01-01,6,2,5,"), "{text}");
+    assert!(lines[1].starts_with("2026-01-01,7,3,6,"), "{text}");
 
     let bad = app.http.get(format!("{}/ops/usage?group_by=planet", app.ops)).bearer_auth(OPS_KEY).send().await.unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);

@@ -228,6 +228,13 @@ async fn ops_api_requires_key() {
         assert_eq!(reply.field_names(), ["error", "error_description"], "{description}: body fields");
         assert!(reply.header("www-authenticate").starts_with("Bearer"), "{description}: WWW-Authenticate {:?}", reply.header("www-authenticate"));
         assert!(!reply.text.contains(OPS_KEY), "{description}: the response echoes the ops key");
+        let explanation = reply.body["error_description"].as_str().unwrap_or_default();
+        let expected = if description.contains("without a key") || description.contains("Basic") || description.contains("no scheme") {
+            "needs Authorization: Bearer"
+        } else {
+            "not the server's OPS_API_KEY"
+        };
+        assert!(explanation.contains(expected), "{description}: description {explanation:?}");
     }
 
     // Nothing was registered or deactivated by the rejected requests.
@@ -236,6 +243,27 @@ async fn ops_api_requires_key() {
     assert_eq!(entries.len(), 1, "clients after rejected requests: {}", listed.text);
     assert_eq!(entries[0]["active"], true, "a rejected request deactivated the client");
 
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn ops_api_without_a_configured_key_says_how_to_enable_it() {
+    let app = spawn_app_with(|settings| settings.ops_api_key = None).await;
+    let metadata = json!({ "client_name": "App", "redirect_uris": [REDIRECT] });
+    let rows = [
+        ("list", app.http.get(format!("{}/ops/clients", app.ops))),
+        ("register", app.http.post(format!("{}/ops/clients", app.ops)).json(&metadata)),
+    ];
+    for (description, request) in rows {
+        let reply = JsonReply::read(request.bearer_auth(OPS_KEY).send().await.unwrap()).await;
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{description}: body {}", reply.text);
+        assert_eq!(reply.body["error"], "temporarily_unavailable", "{description}: body {}", reply.text);
+        let explanation = reply.body["error_description"].as_str().unwrap_or_default();
+        assert!(explanation.contains("OPS_API_KEY"), "{description}: the answer names the variable to set: {explanation:?}");
+        let request_id = reply.header("x-request-id");
+        assert!(!request_id.is_empty(), "{description}: the answer carries no request id");
+        assert!(explanation.contains(request_id), "{description}: the body names request id {request_id}: {explanation:?}");
+    }
     app.stop().await;
 }
 

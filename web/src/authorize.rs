@@ -70,7 +70,7 @@ async fn check_request(state: &AppState, request: &HttpRequest, params: &Params)
     }
     let client = ask(&state.services.clients, GetClient { client_id: client_id.to_string() }).await?;
     let Some(client) = client.filter(|client| client.active) else {
-        return Err(page("The application that sent you here is not registered with this server."));
+        return Err(page("The application that sent you here is not registered with this server, or it was deactivated. Tell its makers; nothing was shared with it."));
     };
 
     if params.is_repeated("redirect_uri") {

@@ -18,7 +18,7 @@ use ucca_actors::tokens::{InactiveReason, TokenKind, TokenStatus, ValidateToken}
 use ucca_actors::usage::{CredentialKind, UsageEvent};
 use ucca_actors::UnixTime;
 
-use crate::errors::{ask, ApiError, ErrorBody};
+use crate::errors::{ask, ApiError, ErrorBody, Internal};
 use crate::state::AppState;
 
 /// The id of the current request, as sent in `X-Request-Id`.
@@ -26,8 +26,9 @@ use crate::state::AppState;
 pub struct RequestId(pub String);
 
 /// Assigns a request id, logs the request without its query string (which may
-/// carry codes or link tokens), and replaces any 5xx body with one that names
-/// only the request id.
+/// carry codes or link tokens), and replaces the body of every 500 with one that
+/// names only the request id. Other 5xx responses (503 while a feature is
+/// disabled, for example) are deliberate and explain themselves, so they pass unchanged.
 pub async fn request_context(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -42,7 +43,7 @@ pub async fn request_context(
     let mut response = tracing::Instrument::instrument(next.call(request), span).await?.map_into_boxed_body();
 
     let status = response.status();
-    if status.is_server_error() {
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
         let description = format!("internal error; quote request id {id} when reporting it");
         let body = serde_json::to_string(&ErrorBody { error: "server_error", error_description: &description })
             .unwrap_or_default();
@@ -51,6 +52,8 @@ pub async fn request_context(
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .body(body);
         response = response.into_response(replacement);
+    } else if status.is_server_error() {
+        response = name_request_id(response, &id).await;
     }
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(header::HeaderName::from_static("x-request-id"), value);
@@ -66,6 +69,33 @@ pub async fn request_context(
         "request served"
     );
     Ok(response)
+}
+
+/// Appends the request id to the `error_description` of a deliberate JSON 5xx
+/// response (such as a 503 for a disabled feature), so that every 5xx body names
+/// the id while keeping its own explanation.
+async fn name_request_id(response: ServiceResponse<BoxBody>, id: &str) -> ServiceResponse<BoxBody> {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !is_json {
+        return response;
+    }
+    let (request, answer) = response.into_parts();
+    let (head, body) = answer.into_parts();
+    let Ok(bytes) = actix_web::body::to_bytes(body).await else {
+        return ServiceResponse::new(request, head.set_body(BoxBody::new(())));
+    };
+    let rewritten = serde_json::from_slice::<serde_json::Value>(&bytes).ok().and_then(|mut value| {
+        let description = value.get("error_description")?.as_str()?;
+        let description = format!("{description}; quote request id {id} when reporting it");
+        value["error_description"] = serde_json::Value::String(description);
+        serde_json::to_vec(&value).ok()
+    });
+    let body = rewritten.map_or_else(|| BoxBody::new(bytes), BoxBody::new);
+    ServiceResponse::new(request, head.set_body(body))
 }
 
 /// The credential behind a request to a protected API.
@@ -98,8 +128,8 @@ pub async fn require_capability(
     let resource = state.derived.rest_resource.clone();
     let (principal, quota) = match authenticate_and_consume(&state, request.headers(), &resource, capability).await {
         Ok(checked) => checked,
-        Err(error) => {
-            record_usage(&state, capability.as_str(), None, error.status, started);
+        Err(RejectedCall { error, principal }) => {
+            record_usage(&state, capability.as_str(), principal.as_deref(), error.status, started);
             return Ok(request.into_response(error.error_response()));
         }
     };
@@ -135,6 +165,34 @@ pub fn record_usage(state: &AppState, tool: &str, principal: Option<&Principal>,
     state.services.record_usage(event);
 }
 
+/// A call rejected before its handler ran, with the credential that made it when
+/// one was identified (a valid token with too low a scope, for example), so that
+/// the usage record names the caller.
+struct RejectedCall {
+    error: ApiError,
+    principal: Option<Box<Principal>>,
+}
+
+impl From<ApiError> for RejectedCall {
+    fn from(error: ApiError) -> RejectedCall {
+        RejectedCall { error, principal: None }
+    }
+}
+
+impl From<Internal> for RejectedCall {
+    fn from(internal: Internal) -> RejectedCall {
+        RejectedCall::from(ApiError::from(internal))
+    }
+}
+
+/// Rejects `principal` unless it grants `capability`, keeping the principal for the usage record.
+fn check_grant(state: &AppState, principal: Principal, resource: &str, capability: Capability) -> Result<Principal, RejectedCall> {
+    match require_grant(state, &principal, resource, capability) {
+        Ok(()) => Ok(principal),
+        Err(error) => Err(RejectedCall { error, principal: Some(Box::new(principal)) }),
+    }
+}
+
 /// Runs `authenticate` and then `consume_quota`, with the same responses, in
 /// fewer actor round trips. An access token is validated and its call counted
 /// by one `ConsumeForToken` message to the Quotas pool. The separate path sends
@@ -145,10 +203,14 @@ async fn authenticate_and_consume(
     headers: &HeaderMap,
     resource: &str,
     capability: Capability,
-) -> Result<(Principal, Result<Option<RateLimits>, RateLimited>), ApiError> {
+) -> Result<(Principal, Result<Option<RateLimits>, RateLimited>), RejectedCall> {
     let token = presented_credential(headers).filter(|credential| !looks_like_key(credential.expose()) && is_token_shaped(credential));
     let Some(token) = token else {
-        let principal = authenticate(state, headers, resource, capability).await?;
+        let Some(principal) = identify(state, headers, resource).await? else {
+            let challenge = BearerChallenge { metadata_url: state.resource_metadata_url(resource) };
+            return Err(challenge.missing().into());
+        };
+        let principal = check_grant(state, principal, resource, capability)?;
         let quota = consume_quota(state, &principal).await;
         return Ok((principal, quota));
     };
@@ -164,7 +226,7 @@ async fn authenticate_and_consume(
     let call = ask(&state.services.quotas, call).await?;
     let challenge = BearerChallenge { metadata_url: state.resource_metadata_url(resource) };
     let principal = token_principal(state, call.status, resource, &challenge)?;
-    require_grant(state, &principal, resource, capability)?;
+    let principal = check_grant(state, principal, resource, capability)?;
     let quota = match (principal.plan.as_deref().and_then(|name| state.catalog.plan(name)), call.decision) {
         (Some(_), Some(decision)) => quota_limits(state, &principal, decision, now),
         // The Quotas actor counts exactly the calls that have a plan, so no call is counted twice or missed.
@@ -368,7 +430,23 @@ pub fn require_grant(state: &AppState, principal: &Principal, resource: &str, ca
     tracing::info!(target: "ucca::security", customer = %principal.customer, credential_id = %principal.credential_id, capability = capability.as_str(), "call denied: insufficient scope");
     let challenge = BearerChallenge { metadata_url: state.resource_metadata_url(resource) };
     let needed = state.catalog.scope_for(capability).unwrap_or("");
-    Err(challenge.insufficient_scope(needed, capability))
+    let mut description = format!("this call needs {}, which the scope {needed} grants", capability.as_str());
+    if principal.kind == CredentialKind::ApiKey {
+        // A key carries only its plan's scope and cannot request another, so the message names the plans that include the capability.
+        let plan = principal.plan.as_deref().unwrap_or("unknown");
+        let including: Vec<&str> = state
+            .catalog
+            .plans()
+            .filter(|(_, candidate)| state.catalog.grants(std::slice::from_ref(&candidate.scope), capability))
+            .map(|(name, _)| name)
+            .collect();
+        description = format!(
+            "this call needs {}, which this key's {plan} plan does not include; plans that include it: {}",
+            capability.as_str(),
+            if including.is_empty() { "none".to_string() } else { including.join(", ") }
+        );
+    }
+    Err(challenge.insufficient_scope(needed, &description))
 }
 
 /// The 401 for a call that carried no credential but needs `capability`: the
@@ -403,7 +481,7 @@ async fn authenticate_token(
     challenge: &BearerChallenge,
 ) -> Result<Principal, ApiError> {
     if !is_token_shaped(token) {
-        return Err(challenge.invalid("the access token is malformed"));
+        return Err(challenge.invalid("the credential is neither an access token nor an API key"));
     }
     let status = ask(&state.services.tokens, ValidateToken { token: token.digest(), now: state.now() }).await?;
     token_principal(state, status, resource, challenge)
@@ -477,13 +555,8 @@ impl BearerChallenge {
         ))
     }
 
-    fn insufficient_scope(&self, scope: &str, capability: Capability) -> ApiError {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            "insufficient_scope",
-            format!("this call needs {}, which the scope {scope} grants", capability.as_str()),
-        )
-        .with_challenge(format!(
+    fn insufficient_scope(&self, scope: &str, description: &str) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "insufficient_scope", description).with_challenge(format!(
             "Bearer realm=\"ucca-auth\", error=\"insufficient_scope\", scope=\"{scope}\", resource_metadata=\"{}\"",
             self.metadata_url
         ))

@@ -57,12 +57,15 @@ async fn require_ops_key(
 
     // Comparing digests keeps the comparison constant-time even when the lengths differ.
     let presented = bearer_token(request.headers().get(header::AUTHORIZATION));
-    if presented.is_some_and(|key| key.digest().matches(&expected.digest())) {
+    if presented.as_ref().is_some_and(|key| key.digest().matches(&expected.digest())) {
         return Ok(next.call(request).await?.map_into_boxed_body());
     }
     tracing::warn!(target: "ucca::security", path = %request.path(), "ops request without a valid OPS_API_KEY");
-    let error = ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "send Authorization: Bearer <OPS_API_KEY>")
-        .with_challenge("Bearer realm=\"ucca-auth ops\"".into());
+    let description = match presented {
+        None => "the ops API needs Authorization: Bearer <OPS_API_KEY>",
+        Some(_) => "the presented key is not the server's OPS_API_KEY",
+    };
+    let error = ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", description).with_challenge("Bearer realm=\"ucca-auth ops\"".into());
     Ok(request.into_response(error.error_response()))
 }
 

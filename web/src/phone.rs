@@ -6,7 +6,7 @@
 //! reads the form, sends the code through the Sms actor and shows the outcome.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use ucca_actors::phone::{
     CodeCheck, CodeIssue, GetPhone, IssuePhoneCode, NumberProblem, PhoneLimit, PhoneNumber, PhoneStatus, RemovePhone, VerifyPhoneCode,
     CODE_DIGITS, CODE_TTL,
@@ -17,6 +17,7 @@ use ucca_actors::UnixTime;
 
 use crate::account::{back_to_account, format_utc, internal_page, signed_in, signed_in_form};
 use crate::errors::{ask, Internal};
+use crate::middleware::RequestId;
 use crate::pages::{csrf_seed, escape, hidden, html, layout, CsrfSeed};
 use crate::signin::{limited_ip, service_name};
 use crate::state::AppState;
@@ -157,8 +158,9 @@ async fn send_code(state: web::Data<AppState>, request: HttpRequest, body: web::
             problem(&state, &request, StatusCode::BAD_REQUEST, &user_id, text).await
         }
         Ok(Err(_)) => {
-            let text = "Sending the text message failed. Try again in a few minutes.";
-            problem(&state, &request, StatusCode::SERVICE_UNAVAILABLE, &user_id, text).await
+            let request_id = request.extensions().get::<RequestId>().map(|id| id.0.clone()).unwrap_or_default();
+            let text = format!("Sending the text message failed. Try again in a few minutes; if it keeps failing, quote request id {request_id}.");
+            problem(&state, &request, StatusCode::SERVICE_UNAVAILABLE, &user_id, &text).await
         }
         Err(error) => {
             tracing::error!(%error, "SMS actor mailbox failed");

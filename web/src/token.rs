@@ -101,7 +101,10 @@ async fn exchange_code(state: &AppState, form: &Params, client: ClientRecord) ->
             ask(&state.services.tokens, RevokeGrant { grant_id, now }).await?;
             return Err(ApiError::bad_request("invalid_grant", "the code was already used; tokens issued from it are revoked"));
         }
-        Redemption::Expired => return Err(ApiError::bad_request("invalid_grant", "the code expired")),
+        Redemption::Expired => {
+            let description = format!("the code expired: a code must be exchanged within {} seconds of its issue", ucca_actors::codes::CODE_TTL);
+            return Err(ApiError::bad_request("invalid_grant", description));
+        }
         Redemption::Unknown => return Err(ApiError::bad_request("invalid_grant", "the code is not valid")),
         Redemption::Mismatch(reason) => return Err(ApiError::bad_request("invalid_grant", reason)),
         Redemption::WrongResource => {
