@@ -11,9 +11,20 @@ use ucca_actors::oauth::validate_redirect_uri;
 use ucca_actors::secret::Secret;
 use ucca_web::ForwardRoute;
 
+/// Settings read only from the environment: secrets stay out of the process
+/// list and of shell history, so they have no flag.
+const ENVIRONMENT_ONLY: &str = "\
+Environment variables without a flag:
+  OPS_API_KEY                 Bearer key of the ops API [default: unset, so the ops endpoints answer 503]
+  UCCA_STRIPE_WEBHOOK_SECRET  Secret that signs Stripe webhook events [default: unset, so the webhook answers 503]
+  UCCA_SMTP_PASSWORD          Password for the user of --smtp-url when the URL carries none [default: unset]
+  UCCA_SMS_AUTH_TOKEN         Auth token of the --sms-gateway-url account [default: unset]
+  UCCA_LOG                    Log filter, such as debug or ucca::security=info [default: info]";
+
 #[derive(Debug, Parser)]
 #[command(name = "ucca-auth", version, about = "Self-hosted identity root: magic-link sign-in, an OAuth 2.1 authorization server and the protected APIs it guards.")]
 #[command(args_conflicts_with_subcommands = true)]
+#[command(after_help = ENVIRONMENT_ONLY)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -24,6 +35,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server; this is also what `ucca-auth` with no subcommand does.
+    #[command(after_help = ENVIRONMENT_ONLY)]
     Serve(ServeArgs),
     /// Write every record of the store as JSON lines, for backup or for moving to another build. The server must be stopped.
     Export(ExportArgs),
@@ -135,7 +147,7 @@ pub struct ServeArgs {
     /// unencrypted local relay. The password goes in the URL or in UCCA_SMTP_PASSWORD [default: unset, so mail is written as .eml files to <data-dir>/outbox/].
     #[arg(long, env = "UCCA_SMTP_URL", value_name = "URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
-    /// Sender address of outgoing mail [default: no-reply@ and the issuer's host].
+    /// Sender of outgoing mail, as an address or "Name <address>" [default: ucca-auth <no-reply@ and the issuer's host>, or localhost in place of a host that is an IP address].
     #[arg(long, env = "UCCA_MAIL_FROM", value_name = "ADDRESS")]
     pub mail_from: Option<String>,
     /// Comma-separated proxy addresses whose X-Forwarded-For is believed when finding a caller's IP [default: none].

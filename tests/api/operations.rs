@@ -351,6 +351,16 @@ async fn help_documents_default_and_unit_of_every_option() {
         let help = text(&output.stdout);
         let name = ["ucca-auth"].iter().chain(command).copied().collect::<Vec<_>>().join(" ");
         let usage = help.lines().find(|line| line.starts_with("Usage:")).unwrap_or_default().to_string();
+        if command.is_empty() || command == ["serve"] {
+            for variable in ["OPS_API_KEY", "UCCA_STRIPE_WEBHOOK_SECRET", "UCCA_SMTP_PASSWORD", "UCCA_SMS_AUTH_TOKEN", "UCCA_LOG"] {
+                let line = help.lines().find(|line| line.trim_start().starts_with(variable));
+                match line {
+                    Some(line) if line.contains("[default: ") => {}
+                    Some(line) => gaps.push(format!("{name} --help: {variable} states no default: {line}")),
+                    None => gaps.push(format!("{name} --help: the environment-only variable {variable} is not listed")),
+                }
+            }
+        }
 
         for (flag, description) in documented_options(&help) {
             if flag == "--help" || flag == "--version" {
