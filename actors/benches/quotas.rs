@@ -5,7 +5,8 @@
 //!
 //! Also the REST middleware's per-call work for a token, one caller at a time:
 //! `ValidateToken` to Tokens then `Consume` to Quotas (two round trips), against
-//! `ConsumeForToken` to Quotas (one round trip).
+//! `ConsumeForToken` to Quotas (one round trip); and the same pair for an API
+//! key, `VerifyKey` then `Consume` against `ConsumeForKey`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +14,8 @@ use std::time::{Duration, Instant};
 use actix::{Addr, SyncArbiter, System};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ucca_actors::catalog::{Capability, Catalog};
-use ucca_actors::quotas::{Consume, ConsumeForToken, QuotaDecision, Quotas};
+use ucca_actors::apikeys::{ApiKeys, CreateKey, VerifyKey};
+use ucca_actors::quotas::{Consume, ConsumeForKey, ConsumeForToken, QuotaDecision, Quotas};
 use ucca_actors::secret::Digest32;
 use ucca_actors::tokens::{Issue, IssueTokens, TokenStatus, Tokens, ValidateToken};
 use ucca_actors::{Store, UnixTime};
@@ -157,5 +159,53 @@ fn token_call(criterion: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, quotas, token_call);
+fn key_call(criterion: &mut Criterion) {
+    let store = Store::temporary().expect("temporary store");
+    let catalog = unlimited_catalog();
+    let system = System::new();
+    let (keys, quotas) = system.block_on(async {
+        let (for_keys, for_quotas) = (store.clone(), store.clone());
+        (
+            SyncArbiter::start(WORKERS, move || ApiKeys::new(for_keys.clone()).expect("API keys actor")),
+            SyncArbiter::start(WORKERS, move || Quotas::new(for_quotas.clone()).expect("quotas actor")),
+        )
+    });
+    let create = CreateKey { user_id: "user".into(), tier: "enterprise".into(), subscription_id: None, now: NOW };
+    let key = system.block_on(keys.send(create)).expect("API keys mailbox").expect("create key").key.digest();
+
+    let mut group = criterion.benchmark_group("key_call");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function("verify_then_consume", |bench| {
+        bench.iter_custom(|iterations| {
+            system.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iterations {
+                    let record = keys.send(VerifyKey { key, now: NOW }).await.expect("mailbox").expect("store");
+                    let record = record.expect("the key is active");
+                    let consume = Consume { customer: record.user_id, plan: record.tier, monthly_limit: None, burst_limit: None, cost: 1, now: NOW };
+                    let decision = quotas.send(consume).await.expect("mailbox").expect("store");
+                    assert!(matches!(decision, QuotaDecision::Allowed { .. }));
+                }
+                started.elapsed()
+            })
+        });
+    });
+    group.bench_function("consume_for_key", |bench| {
+        bench.iter_custom(|iterations| {
+            system.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iterations {
+                    let call = ConsumeForKey { key, capability: Capability::Lookup, catalog: catalog.clone(), now: NOW };
+                    let call = quotas.send(call).await.expect("mailbox").expect("store");
+                    assert!(matches!(call.decision, Some(QuotaDecision::Allowed { .. })));
+                }
+                started.elapsed()
+            })
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, quotas, token_call, key_call);
 criterion_main!(benches);

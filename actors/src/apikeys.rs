@@ -141,14 +141,41 @@ impl Handler<VerifyKey> for ApiKeys {
         if !record.active {
             return Ok(None);
         }
-        if record.last_used_at.is_none_or(|last| message.now >= last + LAST_USED_GRANULARITY) {
-            // Not committed: last use is informational, and the periodic flush persists it.
-            self.keys.modify(message.key.as_bytes(), |current| match current {
-                Some(current) => (Change::Put(ApiKeyRecord { last_used_at: Some(message.now), ..current }), ()),
-                None => (Change::Keep, ()),
-            })?;
+        if last_use_due(&record, message.now) {
+            self.touch(&message.key, message.now)?;
         }
         Ok(Some(record))
+    }
+}
+
+/// Whether a use of the key at `now` should refresh its `last_used_at`.
+pub fn last_use_due(record: &ApiKeyRecord, now: UnixTime) -> bool {
+    record.last_used_at.is_none_or(|last| now >= last + LAST_USED_GRANULARITY)
+}
+
+impl ApiKeys {
+    fn touch(&self, key: &Digest32, now: UnixTime) -> Result<(), StoreError> {
+        // Not committed: last use is informational, and the periodic flush persists it.
+        self.keys.modify(key.as_bytes(), |current| match current {
+            Some(current) if last_use_due(&current, now) => (Change::Put(ApiKeyRecord { last_used_at: Some(now), ..current }), ()),
+            _ => (Change::Keep, ()),
+        })
+    }
+}
+
+/// Records a use of a key that was checked elsewhere (by [`crate::quotas::ConsumeForKey`]).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct TouchKey {
+    pub key: Digest32,
+    pub now: UnixTime,
+}
+
+impl Handler<TouchKey> for ApiKeys {
+    type Result = Result<(), StoreError>;
+
+    fn handle(&mut self, message: TouchKey, _: &mut Self::Context) -> Self::Result {
+        self.touch(&message.key, message.now)
     }
 }
 

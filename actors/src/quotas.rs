@@ -11,6 +11,7 @@ use std::sync::Arc;
 use actix::{Actor, Handler, Message, SyncContext};
 use serde::{Deserialize, Serialize};
 
+use crate::apikeys::ApiKeyRecord;
 use crate::catalog::{Capability, Catalog};
 use crate::clock::UnixTime;
 use crate::codec::Record;
@@ -95,6 +96,8 @@ pub struct Quotas {
     /// The Tokens actor's tables, only read here, by [`ConsumeForToken`].
     tokens: Table<TokenRecord>,
     grants: Table<GrantRecord>,
+    /// The ApiKeys actor's table, only read here, by [`ConsumeForKey`].
+    api_keys: Table<ApiKeyRecord>,
 }
 
 impl Quotas {
@@ -104,6 +107,7 @@ impl Quotas {
             ip_windows: store.table("ip_windows")?,
             tokens: store.table("tokens")?,
             grants: store.table("grants")?,
+            api_keys: store.table("api_keys")?,
         })
     }
 }
@@ -232,6 +236,52 @@ impl Handler<ConsumeForToken> for Quotas {
     }
 }
 
+/// Checks an API key and, when its plan grants `capability`, counts the call
+/// against that plan, in one message. The handler only reads the key, so the
+/// caller sends [`crate::apikeys::TouchKey`] to ApiKeys when the key's last use
+/// is due for a refresh (at most once a minute per key).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<KeyCall, StoreError>")]
+pub struct ConsumeForKey {
+    pub key: Digest32,
+    pub capability: Capability,
+    pub catalog: Arc<Catalog>,
+    pub now: UnixTime,
+}
+
+/// What [`ConsumeForKey`] found and did.
+#[derive(Debug, Clone)]
+pub struct KeyCall {
+    /// The key's record; `None` when the key is unknown or deactivated.
+    pub record: Option<ApiKeyRecord>,
+    /// The counter's decision, when a call was counted; `None` when the key may not make the call or its plan is unknown.
+    pub decision: Option<QuotaDecision>,
+}
+
+impl Handler<ConsumeForKey> for Quotas {
+    type Result = Result<KeyCall, StoreError>;
+
+    fn handle(&mut self, message: ConsumeForKey, _: &mut Self::Context) -> Self::Result {
+        let record = self.api_keys.get(message.key.as_bytes())?.filter(|record| record.active);
+        let consume = record.as_ref().and_then(|record| {
+            let plan = message.catalog.plan(&record.tier)?;
+            if !message.catalog.grants(std::slice::from_ref(&plan.scope), message.capability) {
+                return None;
+            }
+            Some(Consume {
+                customer: record.user_id.clone(),
+                plan: record.tier.clone(),
+                monthly_limit: plan.call_limit_monthly,
+                burst_limit: plan.burst_per_second,
+                cost: 1,
+                now: message.now,
+            })
+        });
+        let decision = consume.map(|consume| self.consume(&consume)).transpose()?;
+        Ok(KeyCall { record, decision })
+    }
+}
+
 /// Reports a customer's calls this month on a plan.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<u64, StoreError>")]
@@ -299,6 +349,7 @@ impl Handler<SweepQuotas> for Quotas {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apikeys::{ApiKeys, CreateKey, CreatedKey, DeactivateKey};
     use crate::tokens::{Issue, IssueTokens, Tokens};
     use actix::{Addr, SyncArbiter};
 
@@ -362,6 +413,41 @@ mod tests {
             }
 
             let usage = MonthlyUsage { customer: "user".into(), plan: "operational".into(), now: NOW };
+            assert_eq!(quotas.send(usage).await.unwrap().unwrap(), 1, "only the first call counts");
+        });
+    }
+
+    #[test]
+    fn consume_for_key_counts_only_calls_the_key_may_make() {
+        actix::System::new().block_on(async {
+            let store = Store::temporary().unwrap();
+            let (for_keys, for_quotas) = (store.clone(), store.clone());
+            let keys = SyncArbiter::start(1, move || ApiKeys::new(for_keys.clone()).unwrap());
+            let quotas = SyncArbiter::start(1, move || Quotas::new(for_quotas.clone()).unwrap());
+            let create = |tier: &str| CreateKey { user_id: "user".into(), tier: tier.into(), subscription_id: None, now: NOW };
+            let developer = keys.send(create("developer")).await.unwrap().unwrap();
+            let retired = keys.send(create("developer")).await.unwrap().unwrap();
+            keys.send(DeactivateKey { id: retired.record.id.clone() }).await.unwrap().unwrap();
+            let call = |key: &CreatedKey, capability| ConsumeForKey { key: key.key.digest(), capability, catalog: catalog(), now: NOW };
+
+            let counted = quotas.send(call(&developer, Capability::Components)).await.unwrap().unwrap();
+            assert_eq!(counted.record.map(|record| record.id), Some(developer.record.id.clone()));
+            assert!(matches!(counted.decision, Some(QuotaDecision::Allowed { used: 1, .. })), "{:?}", counted.decision);
+
+            let beyond_plan = quotas.send(call(&developer, Capability::Pathway)).await.unwrap().unwrap();
+            assert!(beyond_plan.record.is_some(), "the key itself is valid");
+            assert!(beyond_plan.decision.is_none(), "a capability beyond the plan is not counted");
+
+            let deactivated = quotas.send(call(&retired, Capability::Search)).await.unwrap().unwrap();
+            assert!(deactivated.record.is_none(), "a deactivated key is not found");
+            assert!(deactivated.decision.is_none(), "a deactivated key's call is not counted");
+
+            let unknown = ConsumeForKey { key: Digest32::of(b"unknown"), capability: Capability::Search, catalog: catalog(), now: NOW };
+            let unknown = quotas.send(unknown).await.unwrap().unwrap();
+            assert!(unknown.record.is_none(), "an unknown key is not found");
+            assert!(unknown.decision.is_none(), "an unknown key's call is not counted");
+
+            let usage = MonthlyUsage { customer: "user".into(), plan: "developer".into(), now: NOW };
             assert_eq!(quotas.send(usage).await.unwrap().unwrap(), 1, "only the first call counts");
         });
     }

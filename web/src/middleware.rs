@@ -10,9 +10,9 @@ use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage, HttpResponse, ResponseError};
-use ucca_actors::apikeys::{looks_like_key, VerifyKey};
+use ucca_actors::apikeys::{last_use_due, looks_like_key, ApiKeyRecord, TouchKey, VerifyKey};
 use ucca_actors::catalog::Capability;
-use ucca_actors::quotas::{self, Consume, ConsumeForIp, ConsumeForToken, IpDecision, QuotaDecision};
+use ucca_actors::quotas::{self, Consume, ConsumeForIp, ConsumeForKey, ConsumeForToken, IpDecision, QuotaDecision};
 use ucca_actors::secret::{random_id, Secret};
 use ucca_actors::tokens::{InactiveReason, TokenKind, TokenStatus, ValidateToken};
 use ucca_actors::usage::{CredentialKind, UsageEvent};
@@ -194,44 +194,55 @@ fn check_grant(state: &AppState, principal: Principal, resource: &str, capabilit
 }
 
 /// Runs `authenticate` and then `consume_quota`, with the same responses, in
-/// fewer actor round trips. An access token is validated and its call counted
-/// by one `ConsumeForToken` message to the Quotas pool. The separate path sends
-/// `ValidateToken` to Tokens and then `Consume` to Quotas, and API keys and
-/// malformed or missing credentials still take it.
+/// one actor round trip for a well-formed credential: an access token goes to
+/// the Quotas pool as `ConsumeForToken`, an API key as `ConsumeForKey`, and
+/// each is checked and its call counted there. Malformed and missing
+/// credentials take the separate path, which answers them without a count.
 async fn authenticate_and_consume(
     state: &AppState,
     headers: &HeaderMap,
     resource: &str,
     capability: Capability,
 ) -> Result<(Principal, Result<Option<RateLimits>, RateLimited>), RejectedCall> {
-    let token = presented_credential(headers).filter(|credential| !looks_like_key(credential.expose()) && is_token_shaped(credential));
-    let Some(token) = token else {
-        let Some(principal) = identify(state, headers, resource).await? else {
-            let challenge = BearerChallenge { metadata_url: state.resource_metadata_url(resource) };
-            return Err(challenge.missing().into());
-        };
-        let principal = check_grant(state, principal, resource, capability)?;
-        let quota = consume_quota(state, &principal).await;
-        return Ok((principal, quota));
+    let challenge = BearerChallenge { metadata_url: state.resource_metadata_url(resource) };
+    let now = state.now();
+    let credential = presented_credential(headers);
+    let (principal, decision) = match credential {
+        Some(key) if looks_like_key(key.expose()) => {
+            let call = ConsumeForKey { key: key.digest(), capability, catalog: state.catalog.clone(), now };
+            let call = ask(&state.services.quotas, call).await?;
+            let Some(record) = call.record else {
+                return Err(challenge.invalid("the API key is not valid or was deactivated").into());
+            };
+            if last_use_due(&record, now) {
+                // At most once a minute per key, so waiting costs little and a listing right after sees the use.
+                if ask(&state.services.api_keys, TouchKey { key: key.digest(), now }).await.is_err() {
+                    tracing::warn!(key_id = %record.id, "the key's last use was not recorded");
+                }
+            }
+            (key_principal(state, record, &challenge)?, call.decision)
+        }
+        Some(token) if is_token_shaped(&token) => {
+            let call = ConsumeForToken { token: token.digest(), resource: resource.to_string(), capability, catalog: state.catalog.clone(), now };
+            let call = ask(&state.services.quotas, call).await?;
+            (token_principal(state, call.status, resource, &challenge)?, call.decision)
+        }
+        _ => {
+            let Some(principal) = identify(state, headers, resource).await? else {
+                return Err(challenge.missing().into());
+            };
+            let principal = check_grant(state, principal, resource, capability)?;
+            let quota = consume_quota(state, &principal).await;
+            return Ok((principal, quota));
+        }
     };
 
-    let now = state.now();
-    let call = ConsumeForToken {
-        token: token.digest(),
-        resource: resource.to_string(),
-        capability,
-        catalog: state.catalog.clone(),
-        now,
-    };
-    let call = ask(&state.services.quotas, call).await?;
-    let challenge = BearerChallenge { metadata_url: state.resource_metadata_url(resource) };
-    let principal = token_principal(state, call.status, resource, &challenge)?;
     let principal = check_grant(state, principal, resource, capability)?;
-    let quota = match (principal.plan.as_deref().and_then(|name| state.catalog.plan(name)), call.decision) {
+    let quota = match (principal.plan.as_deref().and_then(|name| state.catalog.plan(name)), decision) {
         (Some(_), Some(decision)) => quota_limits(state, &principal, decision, now),
         // The Quotas actor counts exactly the calls that have a plan, so no call is counted twice or missed.
         (Some(_), None) => {
-            tracing::error!(customer = %principal.customer, "the combined token check counted no call for a token with a plan");
+            tracing::error!(customer = %principal.customer, "the combined credential check counted no call for a credential with a plan");
             Err(RateLimited::Internal)
         }
         (None, _) => Ok(None),
@@ -461,6 +472,11 @@ async fn authenticate_key(state: &AppState, key: &Secret, challenge: &BearerChal
     let Some(record) = ask(&state.services.api_keys, VerifyKey { key: key.digest(), now: state.now() }).await? else {
         return Err(challenge.invalid("the API key is not valid or was deactivated"));
     };
+    key_principal(state, record, challenge)
+}
+
+/// Turns an active key's record into the principal it stands for, or the 401 when its plan is gone.
+fn key_principal(state: &AppState, record: ApiKeyRecord, challenge: &BearerChallenge) -> Result<Principal, ApiError> {
     let Some(plan) = state.catalog.plan(&record.tier) else {
         tracing::error!(key_id = %record.id, tier = %record.tier, "API key names a plan the catalog does not define");
         return Err(challenge.invalid("the API key's plan no longer exists"));
