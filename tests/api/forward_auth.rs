@@ -192,13 +192,18 @@ async fn check_reads_forwarded_headers_and_answers_only_200_401_403() {
     };
 
     let bearer = format!("Bearer {token}");
-    let cases: [(&str, Vec<(&str, &str)>, StatusCode); 6] = [
+    let cases: [(&str, Vec<(&str, &str)>, StatusCode); 10] = [
         ("Traefik-style headers", vec![("x-forwarded-method", "GET"), ("x-forwarded-uri", "/reports/a"), ("authorization", &bearer)], StatusCode::OK),
         ("nginx-style headers", vec![("x-original-method", "GET"), ("x-original-uri", "/reports/a"), ("authorization", &bearer)], StatusCode::OK),
         ("method outside the route", vec![("x-forwarded-method", "POST"), ("x-forwarded-uri", "/reports/pathway/a"), ("authorization", &bearer)], StatusCode::OK),
         ("missing original URI", vec![("authorization", &bearer)], StatusCode::FORBIDDEN),
         ("no credential", vec![("x-forwarded-uri", "/reports/a")], StatusCode::UNAUTHORIZED),
         ("capability not granted", vec![("x-forwarded-method", "GET"), ("x-forwarded-uri", "/reports/pathway/a"), ("authorization", &bearer)], StatusCode::FORBIDDEN),
+        // The upstream merges slashes and decodes, so the check must match what it will serve.
+        ("doubled slash before a stronger route", vec![("x-forwarded-uri", "/reports//pathway/a"), ("authorization", &bearer)], StatusCode::FORBIDDEN),
+        ("encoded letters of a stronger route", vec![("x-forwarded-uri", "/reports/p%61thway/a"), ("authorization", &bearer)], StatusCode::FORBIDDEN),
+        ("dot segments out of a route", vec![("x-forwarded-uri", "/reports/../admin"), ("authorization", &bearer)], StatusCode::FORBIDDEN),
+        ("encoded dot segments", vec![("x-forwarded-uri", "/reports/%2E%2E/admin"), ("authorization", &bearer)], StatusCode::FORBIDDEN),
     ];
     for (description, headers, expected) in cases {
         let response = check(&headers).send().await.unwrap();

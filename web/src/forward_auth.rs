@@ -26,13 +26,55 @@ fn original_request(headers: &HeaderMap) -> Option<(String, String)> {
 }
 
 /// Finds the route with the longest prefix that matches the path and method.
-fn route_for<'a>(routes: &'a [ForwardRoute], method: &str, uri: &str) -> Option<&'a ForwardRoute> {
-    let path = uri.split(['?', '#']).next().unwrap_or(uri);
+/// `path` must come from [`normal_path`].
+fn route_for<'a>(routes: &'a [ForwardRoute], method: &str, path: &str) -> Option<&'a ForwardRoute> {
     routes
         .iter()
         .filter(|route| path.starts_with(&route.prefix))
         .filter(|route| route.methods.is_empty() || route.methods.iter().any(|allowed| allowed.eq_ignore_ascii_case(method)))
         .max_by_key(|route| route.prefix.len())
+}
+
+/// Returns the path of a forwarded URI as the upstream will resolve it:
+/// percent-decoded and with repeated slashes merged, so that the prefix match
+/// applies to the resource the upstream serves. A path whose meaning depends on the
+/// upstream is rejected instead: dot segments (`/reports/../admin`), encoded
+/// slashes, backslashes, double encoding and control characters.
+fn normal_path(uri: &str) -> Result<String, &'static str> {
+    let raw = uri.split(['?', '#']).next().unwrap_or(uri);
+    if !raw.starts_with('/') {
+        return Err("the forwarded URI does not start with /");
+    }
+
+    let mut decoded = Vec::with_capacity(raw.len());
+    let mut bytes = raw.bytes();
+    while let Some(byte) = bytes.next() {
+        let byte = if byte == b'%' {
+            let high = bytes.next().and_then(|digit| (digit as char).to_digit(16));
+            let low = bytes.next().and_then(|digit| (digit as char).to_digit(16));
+            let (Some(high), Some(low)) = (high, low) else { return Err("the forwarded path has an invalid percent-encoding") };
+            let byte = (high * 16 + low) as u8;
+            if matches!(byte, b'/' | b'%') {
+                return Err("the forwarded path has an encoded slash or percent sign");
+            }
+            byte
+        } else {
+            byte
+        };
+        if byte == b'\\' || byte.is_ascii_control() {
+            return Err("the forwarded path has a backslash or control character");
+        }
+        if byte == b'/' && decoded.last() == Some(&b'/') {
+            continue;
+        }
+        decoded.push(byte);
+    }
+
+    let path = String::from_utf8(decoded).map_err(|_| "the forwarded path is not UTF-8")?;
+    if path.split('/').any(|segment| segment == "." || segment == "..") {
+        return Err("the forwarded path has a . or .. segment");
+    }
+    Ok(path)
 }
 
 fn forbidden(description: &str) -> HttpResponse {
@@ -44,7 +86,14 @@ async fn check(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse
         tracing::warn!("forward-auth request without X-Forwarded-Uri or X-Original-URI; check the proxy configuration");
         return forbidden("the proxy did not send X-Forwarded-Uri or X-Original-URI");
     };
-    let Some(route) = route_for(&state.config.forward_auth_routes, &method, &uri) else {
+    let path = match normal_path(&uri) {
+        Ok(path) => path,
+        Err(reason) => {
+            tracing::warn!(target: "ucca::security", reason, "forward-auth request for a path not in normal form");
+            return forbidden(reason);
+        }
+    };
+    let Some(route) = route_for(&state.config.forward_auth_routes, &method, &path) else {
         return forbidden("no forward-auth route covers this request");
     };
 
@@ -76,8 +125,39 @@ mod tests {
             route("/reports/", &[], Capability::Pathway),
             route("/reports/", &["POST"], Capability::CustomCorpus),
         ];
-        assert_eq!(route_for(&routes, "GET", "/reports/x?y=1").map(|r| r.capability), Some(Capability::Pathway));
+        assert_eq!(route_for(&routes, "GET", "/reports/x").map(|r| r.capability), Some(Capability::Pathway));
         assert_eq!(route_for(&routes, "GET", "/other").map(|r| r.capability), Some(Capability::Search));
         assert!(route_for(&routes[1..], "GET", "/other").is_none());
+    }
+
+    #[test]
+    fn paths_are_decoded_and_slashes_merged() {
+        assert_eq!(normal_path("/reports/x?y=1#z"), Ok("/reports/x".to_string()));
+        assert_eq!(normal_path("//reports///x"), Ok("/reports/x".to_string()));
+        assert_eq!(normal_path("/r%65ports/caf%C3%A9"), Ok("/reports/café".to_string()));
+        assert_eq!(normal_path("/reports/a.b/..c"), Ok("/reports/a.b/..c".to_string()));
+    }
+
+    #[test]
+    fn ambiguous_paths_are_rejected() {
+        let ambiguous = [
+            "/reports/../admin",
+            "/reports/%2e%2e/admin",
+            "/reports/./x",
+            "/reports/..",
+            "/reports%2Fadmin",
+            "/reports/%252e%252e/admin",
+            "/reports\\..\\admin",
+            "/reports/%5c../admin",
+            "/reports/%00",
+            "/reports/%zz",
+            "/reports/%4",
+            "reports/x",
+            "http://host/reports/x",
+            "/reports/%ff",
+        ];
+        for uri in ambiguous {
+            assert!(normal_path(uri).is_err(), "{uri} was accepted as {:?}", normal_path(uri));
+        }
     }
 }
