@@ -517,3 +517,68 @@ async fn cors_exposes_challenge_header() {
 
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn lookup_withholds_unit_components_below_developer() {
+    let app = spawn_app().await;
+    app.put_entitlements("ines@example.com", &["rtopacks:operational"]).await;
+    app.put_entitlements("joao@example.com", &["rtopacks:developer"]).await;
+    let client = app.scoped_client("rtopacks:operational rtopacks:developer").await;
+    let token = |email: &'static str, scope: &'static str| {
+        let (app, client) = (&app, &client);
+        async move {
+            let browser = app.signed_in_browser(email).await;
+            let reply = app.grant_tokens(&browser, client, &[("scope", scope)]).await;
+            reply.body["access_token"].as_str().unwrap().to_string()
+        }
+    };
+    let operational = token("ines@example.com", "rtopacks:operational").await;
+    let developer = token("joao@example.com", "rtopacks:developer").await;
+
+    let summary: Value = app.get_with_token("/v1/lookup?code=BSBWHS311", &operational).await.json().await.unwrap();
+    assert_eq!(summary["code"], "BSBWHS311");
+    assert!(summary.get("elements").is_none(), "an operational token got the elements: {summary}");
+    assert!(summary["element_count"].as_u64().is_some_and(|count| count > 0), "{summary}");
+    let note = summary["components_withheld"].as_str().unwrap_or_default();
+    assert!(note.contains("rtopacks:developer"), "the note names the scope: {note}");
+
+    let full: Value = app.get_with_token("/v1/lookup?code=BSBWHS311", &developer).await.json().await.unwrap();
+    let elements = full["elements"].as_array().cloned().unwrap_or_default();
+    assert_eq!(elements.len() as u64, summary["element_count"].as_u64().unwrap(), "{full}");
+    assert!(elements[0]["performance_criteria"].as_array().is_some_and(|criteria| !criteria.is_empty()), "{full}");
+    assert!(full.get("components_withheld").is_none());
+
+    // A qualification carries no components, so every lookup credential sees all of it.
+    let qualification: Value = app.get_with_token("/v1/lookup?code=BSB30120", &operational).await.json().await.unwrap();
+    assert_eq!(qualification["kind"], "qualification");
+    assert!(qualification["core_units"].as_array().is_some_and(|units| !units.is_empty()), "{qualification}");
+
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn wrong_method_is_405_and_counts_nothing() {
+    let app = spawn_app().await;
+    let (_, token) = app.token_for("kofi@example.com").await;
+    let remaining = |response: &reqwest::Response| response.headers().get("ratelimit").and_then(|value| value.to_str().ok()).unwrap_or("").to_string();
+
+    let before = app.get_with_token("/v1/search?q=business", &token).await;
+    let before = remaining(&before);
+    let posted = app.http.post(app.url("/v1/search?q=business")).bearer_auth(&token).send().await.unwrap();
+    let reply = JsonReply::read(posted).await;
+    assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(reply.header("allow"), "GET");
+    assert_eq!(reply.body["error"], "method_not_allowed", "{}", reply.text);
+    let after = app.get_with_token("/v1/search?q=business", &token).await;
+    let monthly = |fields: &str| fields.split(',').find(|item| item.contains("\"monthly\"")).unwrap_or("").to_string();
+    let used = |fields: &str| monthly(fields).split("r=").nth(1).and_then(|rest| rest.split(';').next()).and_then(|n| n.parse::<u64>().ok());
+    assert_eq!(used(&remaining(&after)), used(&before).map(|r| r - 1), "only the second GET was counted: {before} then {}", remaining(&after));
+
+    // Elsewhere, actix-web's empty 405 gets the same JSON body.
+    let get_token = JsonReply::read(app.http.get(app.url("/oauth/token")).send().await.unwrap()).await;
+    assert_eq!(get_token.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(get_token.body["error"], "method_not_allowed", "{}", get_token.text);
+    assert!(get_token.body["error_description"].as_str().unwrap_or_default().contains("POST"), "{}", get_token.text);
+
+    app.stop().await;
+}

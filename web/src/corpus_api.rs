@@ -6,12 +6,14 @@
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Next};
-use actix_web::{web, HttpResponse};
-use serde_json::json;
-use ucca_actors::catalog::Capability;
+use actix_web::http::Method;
+use actix_web::{web, HttpMessage, HttpResponse};
+use serde_json::{json, Value};
+use ucca_actors::catalog::{Capability, Catalog};
+use ucca_actors::corpus::{Entry, Unit};
 
 use crate::errors::ApiError;
-use crate::middleware::require_capability;
+use crate::middleware::{method_not_allowed, require_capability, Principal};
 use crate::params::Params;
 use crate::state::AppState;
 
@@ -40,8 +42,12 @@ fn guarded(
 ) -> actix_web::Resource<
     impl ServiceFactory<ServiceRequest, Config = (), Response = ServiceResponse<BoxBody>, Error = actix_web::Error, InitError = ()>,
 > {
-    web::resource(path).wrap(from_fn(move |request: ServiceRequest, next: Next<BoxBody>| {
-        require_capability(request, next, capability)
+    web::resource(path).wrap(from_fn(move |request: ServiceRequest, next: Next<BoxBody>| async move {
+        // Every route here reads, so another method gets a 405 before any credential check or count.
+        if request.method() != Method::GET {
+            return Ok(request.into_response(method_not_allowed("GET")));
+        }
+        require_capability(request, next, capability).await
     }))
 }
 
@@ -80,10 +86,32 @@ async fn search(state: web::Data<AppState>, request: actix_web::HttpRequest) -> 
 
 async fn lookup(state: web::Data<AppState>, request: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
     let code = required_code(&query(&request))?;
+    let components = request
+        .extensions()
+        .get::<Principal>()
+        .is_some_and(|principal| state.catalog.grants(&principal.scopes, Capability::Components));
     match state.corpus.lookup(&code) {
+        Some(Entry::Unit(unit)) if !components => {
+            Ok(HttpResponse::Ok().json(unit_summary(&unit, &state.catalog, "a token or key with it gets them from this route")))
+        }
         Some(entry) => Ok(HttpResponse::Ok().json(entry)),
         None => Err(ApiError::not_found(format!("no unit or qualification has code {code}"))),
     }
+}
+
+/// A unit without its elements and performance criteria, for callers whose
+/// scopes do not grant `components`; `where_to_get` is where a credential
+/// with that scope gets them.
+pub(crate) fn unit_summary(unit: &Unit, catalog: &Catalog, where_to_get: &str) -> Value {
+    let scope = catalog.scope_for(Capability::Components).unwrap_or("(none issued)");
+    json!({
+        "kind": "unit",
+        "code": unit.code,
+        "title": unit.title,
+        "status": unit.status,
+        "element_count": unit.elements.len(),
+        "components_withheld": format!("The elements and performance criteria of units need the scope {scope}; {where_to_get}."),
+    })
 }
 
 async fn ladder(state: web::Data<AppState>, request: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {

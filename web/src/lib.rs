@@ -96,6 +96,7 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::not_found("no resource at this path"))
+async fn not_found(request: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    // Some paths serve other methods, so the message names both.
+    Err(ApiError::not_found(format!("no resource at {} accepts {}", request.path(), request.method())))
 }

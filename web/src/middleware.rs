@@ -54,6 +54,11 @@ pub async fn request_context(
         response = response.into_response(replacement);
     } else if status.is_server_error() {
         response = name_request_id(response, &id).await;
+    } else if status == StatusCode::METHOD_NOT_ALLOWED && !response.headers().contains_key(header::CONTENT_TYPE) {
+        // actix-web returns an empty 405 for a known path with an unrouted method.
+        let allowed = response.headers().get(header::ALLOW).and_then(|value| value.to_str().ok()).unwrap_or("").to_string();
+        let replacement = method_not_allowed(&allowed);
+        response = response.into_response(replacement);
     }
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(header::HeaderName::from_static("x-request-id"), value);
@@ -69,6 +74,16 @@ pub async fn request_context(
         "request served"
     );
     Ok(response)
+}
+
+/// The 405 for a path that exists but does not serve the request's method (RFC 9110 section 15.5.6).
+pub fn method_not_allowed(allowed: &str) -> HttpResponse {
+    let description = format!("this path accepts only {allowed}");
+    let mut response = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", description).error_response();
+    if let Ok(value) = HeaderValue::from_str(allowed) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
 }
 
 /// Appends the request id to the `error_description` of a deliberate JSON 5xx
@@ -197,7 +212,7 @@ fn check_grant(state: &AppState, principal: Principal, resource: &str, capabilit
 /// one actor round trip for a well-formed credential: an access token goes to
 /// the Quotas pool as `ConsumeForToken`, an API key as `ConsumeForKey`, and
 /// each is checked and its call counted there. Malformed and missing
-/// credentials take the separate path, which answers them without a count.
+/// credentials take the separate path, which rejects them without a count.
 async fn authenticate_and_consume(
     state: &AppState,
     headers: &HeaderMap,
@@ -215,7 +230,7 @@ async fn authenticate_and_consume(
                 return Err(challenge.invalid("the API key is not valid or was deactivated").into());
             };
             if last_use_due(&record, now) {
-                // At most once a minute per key, so waiting costs little and a listing right after sees the use.
+                // At most once a minute per key, so waiting costs little and a listing right after includes the use.
                 if ask(&state.services.api_keys, TouchKey { key: key.digest(), now }).await.is_err() {
                     tracing::warn!(key_id = %record.id, "the key's last use was not recorded");
                 }

@@ -4,8 +4,9 @@
 
 use serde_json::{json, Map, Value};
 use ucca_actors::catalog::{Capability, Catalog, FreeTier};
-use ucca_actors::corpus::{Entry, Qualification, Unit};
+use ucca_actors::corpus::{Entry, Qualification};
 
+use crate::corpus_api::unit_summary;
 use crate::middleware::Principal;
 use crate::state::AppState;
 
@@ -31,6 +32,21 @@ pub struct Tool {
 }
 
 impl Tool {
+    /// Rejects arguments the input schema does not name, as its
+    /// `additionalProperties: false` promises, so that a misspelt argument is
+    /// reported instead of silently ignored.
+    pub fn check_arguments(&self, arguments: &Map<String, Value>) -> Result<(), ToolError> {
+        let schema = (self.input_schema)();
+        let known = schema["properties"].as_object().cloned().unwrap_or_default();
+        match arguments.keys().find(|name| !known.contains_key(*name)) {
+            None => Ok(()),
+            Some(unknown) => {
+                let names: Vec<&str> = known.keys().map(String::as_str).collect();
+                Err(ToolError::invalid(format!("unknown argument {unknown}; {} takes {}", self.name, names.join(", "))))
+            }
+        }
+    }
+
     /// Builds the `Tool` object of `tools/list`, naming the scope that opens it.
     pub fn describe(&self, catalog: &Catalog) -> Value {
         let scope = catalog.scope_for(self.capability).unwrap_or("(none issued)");
@@ -234,23 +250,10 @@ fn lookup(state: &AppState, access: &Access, arguments: &Map<String, Value>) -> 
     let code = required_code(arguments, "code")?;
     match state.corpus.lookup(code) {
         Some(Entry::Unit(unit)) if access.grants(Capability::Components) => Ok(json!(Entry::Unit(unit))),
-        Some(Entry::Unit(unit)) => Ok(unit_summary(&unit, access.catalog)),
+        Some(Entry::Unit(unit)) => Ok(unit_summary(&unit, access.catalog, "the components tool returns them")),
         Some(entry @ Entry::Qualification(_)) => Ok(json!(entry)),
         None => Err(unknown_code(code)),
     }
-}
-
-/// A unit without its elements, for access that does not cover components.
-fn unit_summary(unit: &Unit, catalog: &Catalog) -> Value {
-    let scope = catalog.scope_for(Capability::Components).unwrap_or("(none issued)");
-    json!({
-        "kind": "unit",
-        "code": unit.code,
-        "title": unit.title,
-        "status": unit.status,
-        "element_count": unit.elements.len(),
-        "components_withheld": format!("The elements and performance criteria of units need the scope {scope}; the components tool returns them."),
-    })
 }
 
 fn ladder(state: &AppState, _: &Access, arguments: &Map<String, Value>) -> Result<Value, ToolError> {
