@@ -233,6 +233,7 @@ async fn tool_failures_are_tool_errors() {
         ("ladder from a unit", "ladder", json!({ "code": "BSBWHS211" }), "is a unit"),
         ("components of a qualification", "components", json!({ "code": "BSB30120" }), "components belong to units"),
         ("pathway from a unit", "pathway", json!({ "from": "BSBWHS211", "to": "BSB40120" }), "must both be qualification codes"),
+        ("argument the schema does not name", "search", json!({ "query": "safe", "bogus": 1 }), "unknown argument bogus; search takes"),
     ];
     for (description, tool, arguments, expected) in cases {
         let reply = call_tool(&app, Some(&token), tool, arguments).await;

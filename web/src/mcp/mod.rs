@@ -294,7 +294,8 @@ async fn call_tool(state: &AppState, request: &HttpRequest, principal: Option<&P
     };
 
     let access = Access { catalog: &state.catalog, principal, free_tier: state.catalog.free_tier() };
-    let (result, status) = match (tool.run)(state, &access, arguments) {
+    let outcome = tool.check_arguments(arguments).and_then(|()| (tool.run)(state, &access, arguments));
+    let (result, status) = match outcome {
         Ok(value) => (tool_result(&value, false), StatusCode::OK),
         Err(error) => (tool_result(&json!({ "error": error.message }), true), error.status()),
     };
