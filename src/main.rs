@@ -18,13 +18,24 @@ use ucca_auth::startup::Application;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let filter = match std::env::var("UCCA_LOG") {
+        Err(_) => EnvFilter::new("info"),
+        Ok(text) => match EnvFilter::try_new(&text) {
+            Ok(filter) => filter,
+            Err(error) => {
+                // The logger does not exist yet, so the message goes straight to stderr.
+                eprintln!("ucca-auth: UCCA_LOG={text:?} is not a valid log filter ({error}); use a level such as info or debug, or a filter such as ucca::security=info");
+                return ExitCode::from(2);
+            }
+        },
+    };
     // A background thread writes the log, so request threads never wait on stderr
     // (the access log alone cost a fifth of a bearer-checked call's time in the
     // HTTP benchmark). Not lossy: a full queue makes callers wait rather than
     // drop security events. The guard flushes what is queued when main returns.
     let (log_writer, _log_guard) = NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("UCCA_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(filter)
         .with_writer(log_writer)
         // Colour codes only where a person reads the log; files and collectors get plain text.
         .with_ansi(std::io::stderr().is_terminal())

@@ -380,6 +380,22 @@ async fn help_documents_default_and_unit_of_every_option() {
     assert!(gaps.is_empty(), "{} options are not fully documented:\n{}", gaps.len(), gaps.join("\n"));
 }
 
+#[test]
+fn invalid_log_filter_stops_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(crate::process::BINARY)
+        .args(["export", "--data-dir", path_arg(dir.path())])
+        .env_clear()
+        .env("UCCA_LOG", "bogus===")
+        .output()
+        .expect("run ucca-auth");
+    assert_eq!(output.status.code(), Some(2), "stderr: {}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("UCCA_LOG=\"bogus===\" is not a valid log filter"), "{stderr}");
+    assert!(output.stdout.is_empty(), "nothing was exported: {}", text(&output.stdout));
+    assert!(!dir.path().join("store").exists(), "no store was created");
+}
+
 /// Builds the head of a token request whose body is `length` bytes long.
 fn token_request_head(server: &ServerProcess, length: usize) -> String {
     format!(

@@ -19,6 +19,7 @@ use ucca_actors::tokens::{RevokeClientTokens, RevokeUserGrants};
 
 use crate::errors::{ask, ApiError};
 use crate::middleware::bearer_token;
+use crate::params::json_object;
 use crate::state::AppState;
 
 pub fn configure(config: &mut web::ServiceConfig) {
@@ -88,8 +89,8 @@ fn client_json(client: &ClientRecord) -> serde_json::Value {
 }
 
 async fn register_client(state: web::Data<AppState>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
-    let metadata: ClientMetadata = serde_json::from_slice(&body)
-        .map_err(|error| invalid_metadata(format!("the body must be a JSON object of client metadata: {error}")))?;
+    let metadata: ClientMetadata =
+        json_object(&body).map_err(|error| invalid_metadata(format!("the body must be a JSON object of client metadata: {error}")))?;
 
     let rejected = |error: MetadataError| ApiError::bad_request(error.code(), error.description());
     let name = check_client_name(metadata.client_name.as_deref()).map_err(rejected)?;
@@ -146,7 +147,7 @@ struct EntitlementsBody {
 /// Replaces the scopes a user holds, creating the user if needed.
 async fn set_entitlements(state: web::Data<AppState>, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     let email = email_from_path(&path)?;
-    let request: EntitlementsBody = serde_json::from_slice(&body).map_err(|error| {
+    let request: EntitlementsBody = json_object(&body).map_err(|error| {
         ApiError::bad_request("invalid_request", format!("the body must be {{\"scopes\": [..]}}: {error}"))
     })?;
     let mut scopes: Vec<String> = Vec::new();

@@ -1,4 +1,4 @@
-//! Parsing of `application/x-www-form-urlencoded` query strings and bodies, keeping repeats visible.
+//! Parsing of request input: `application/x-www-form-urlencoded` query strings and bodies, keeping repeats visible, and JSON object bodies.
 
 /// Parameters in request order. A parameter sent with an empty value counts as omitted (RFC 6749 section 3.1).
 #[derive(Debug, Default)]
@@ -31,6 +31,17 @@ impl Params {
     }
 }
 
+/// Parses a request body that must be one JSON object into `T`. Serde's
+/// message for a body of another JSON type names the Rust type, so that case
+/// gets a message of its own.
+pub fn json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|error| format!("the body is not valid JSON: {error}"))?;
+    if !value.is_object() {
+        return Err("the body is not a JSON object".to_string());
+    }
+    serde_json::from_value(value).map_err(|error| error.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +59,21 @@ mod tests {
     #[test]
     fn values_are_percent_decoded() {
         assert_eq!(Params::parse(b"redirect_uri=http%3A%2F%2F127.0.0.1%2Fcb&s=a+b").get("s"), Some("a b"));
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Body {
+        name: String,
+    }
+
+    #[test]
+    fn json_object_rejects_other_types() {
+        for body in [&b"[]"[..], b"\"text\"", b"7", b"null"] {
+            let error = json_object::<Body>(body).unwrap_err();
+            assert_eq!(error, "the body is not a JSON object", "{}", String::from_utf8_lossy(body));
+        }
+        assert!(json_object::<Body>(b"{").unwrap_err().starts_with("the body is not valid JSON"));
+        assert_eq!(json_object::<Body>(b"{}").unwrap_err(), "missing field `name`");
+        assert_eq!(json_object::<Body>(br#"{"name": "x"}"#).unwrap().name, "x");
     }
 }

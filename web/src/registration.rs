@@ -22,6 +22,7 @@ use ucca_actors::ratelimit::Admission;
 
 use crate::errors::{ask, ApiError};
 use crate::pages::message_page;
+use crate::params::json_object;
 use crate::state::{client_ip, AppState};
 
 /// Name given to a dynamically registered client that sends no `client_name`.
@@ -51,7 +52,7 @@ async fn register(state: web::Data<AppState>, request: HttpRequest, body: web::B
     if !content_type.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json") {
         return Err(ApiError::bad_request("invalid_client_metadata", "the body must be application/json"));
     }
-    let metadata: ClientMetadata = serde_json::from_slice(&body).map_err(|error| {
+    let metadata: ClientMetadata = json_object(&body).map_err(|error| {
         ApiError::bad_request("invalid_client_metadata", format!("the body must be a JSON object of client metadata: {error}"))
     })?;
 
