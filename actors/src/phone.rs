@@ -155,6 +155,13 @@ pub struct PendingCode {
     pub attempts: u32,
 }
 
+impl PendingCode {
+    /// Checks whether the code can still be entered: it has not expired and attempts remain.
+    fn is_usable(&self, now: UnixTime, max_attempts: u32) -> bool {
+        now < self.expires_at && self.attempts < max_attempts
+    }
+}
+
 /// Computes the digest stored for a code. The user id and number bind it, so
 /// one digest cannot be replayed for another account or another number.
 fn code_digest(user_id: &str, number: &PhoneNumber, code: &str) -> Digest32 {
@@ -397,7 +404,7 @@ impl Handler<GetPhone> for Accounts {
         let Some(record) = book.phones.get(message.user_id.as_bytes())? else { return Ok(PhoneStatus::default()) };
         let pending = record
             .pending
-            .filter(|pending| message.now < pending.expires_at && pending.attempts < book.config.max_attempts)
+            .filter(|pending| pending.is_usable(message.now, book.config.max_attempts))
             .map(|pending| PendingNumber {
                 attempts_left: book.config.max_attempts - pending.attempts,
                 number: pending.number,
@@ -407,24 +414,45 @@ impl Handler<GetPhone> for Accounts {
     }
 }
 
-/// Removes a user's verified number and any pending code; returns whether there was anything to remove.
+/// Removes a user's verified number and any pending code, when the user has a
+/// verified number or a code that can still be entered. Otherwise nothing changes.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<bool, StoreError>")]
+#[rtype(result = "Result<PhoneRemoval, StoreError>")]
 pub struct RemovePhone {
     pub user_id: String,
+    pub now: UnixTime,
+}
+
+/// Outcome of [`RemovePhone`]: the part of the user's phone record it removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhoneRemoval {
+    /// The verified number, with any code pending for a new number.
+    Verified,
+    /// No number was verified, so the number waiting for its code was removed and the code no longer works.
+    Pending,
+    /// The user had neither a verified number nor a code that can still be entered, so nothing changed.
+    Nothing,
 }
 
 impl Handler<RemovePhone> for Accounts {
-    type Result = Result<bool, StoreError>;
+    type Result = Result<PhoneRemoval, StoreError>;
 
     fn handle(&mut self, message: RemovePhone, _: &mut Self::Context) -> Self::Result {
         let book = self.phone_book();
-        let removed = book.forget(&message.user_id)?;
-        if removed {
+        let max_attempts = book.config.max_attempts;
+        let removal = book.phones.modify(message.user_id.as_bytes(), |current| match current {
+            Some(record) if record.verified.is_some() => (Change::Remove, PhoneRemoval::Verified),
+            Some(record) if record.pending.as_ref().is_some_and(|pending| pending.is_usable(message.now, max_attempts)) => {
+                (Change::Remove, PhoneRemoval::Pending)
+            }
+            // A spent or expired code stays until a new code replaces it or the account is deleted, and is never shown.
+            _ => (Change::Keep, PhoneRemoval::Nothing),
+        })?;
+        if removal != PhoneRemoval::Nothing {
             book.store.commit()?;
-            tracing::info!(target: "ucca::security", user_id = %message.user_id, "phone number removed");
+            tracing::info!(target: "ucca::security", user_id = %message.user_id, removed = ?removal, "phone number removed");
         }
-        Ok(removed)
+        Ok(removal)
     }
 }
 

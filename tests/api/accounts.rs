@@ -4,7 +4,7 @@
 
 use base64::Engine;
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 
@@ -242,19 +242,29 @@ async fn wrong_codes_are_limited_to_five_attempts() {
     let code = code_sent_to(&app, PHONE);
     let wrong = other_code(&code);
 
-    for attempts_left in (1..=4).rev() {
+    for attempts_left in (2..=4).rev() {
         let refused = enter_code(&app, &browser, &wrong).await;
         assert_eq!(refused.status, StatusCode::BAD_REQUEST);
-        assert!(refused.body.contains(&format!("{attempts_left} attempts left")), "{}", refused.body);
+        assert!(refused.body.contains(&format!("That code is not right. {attempts_left} attempts left.")), "{}", refused.body);
     }
+    let one_left = enter_code(&app, &browser, &wrong).await;
+    assert_eq!(one_left.status, StatusCode::BAD_REQUEST);
+    assert!(one_left.body.contains("That code is not right. 1 attempt left."), "{}", one_left.body);
+    assert!(!one_left.body.contains("1 attempts"), "the plural for one attempt: {}", one_left.body);
+    let page = browser.get(&app.url("/account/phone")).await;
+    assert!(page.body.contains("1 attempt left."), "{}", page.body);
+    assert!(!page.body.contains("1 attempts"), "the plural for one attempt: {}", page.body);
+
     let last = enter_code(&app, &browser, &wrong).await;
     assert_eq!(last.status, StatusCode::TOO_MANY_REQUESTS);
-    assert!(last.body.contains("no attempts are left"), "{}", last.body);
+    assert!(last.body.contains("That code is not right, and it was the last attempt. Request a new code."), "{}", last.body);
 
-    // Even the right code is refused now.
+    // Even the right code is refused now, without calling it wrong.
     let right = enter_code(&app, &browser, &code).await;
     assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS, "{}", right.body);
-    assert!(right.body.contains("no attempts are left"), "{}", right.body);
+    assert!(right.body.contains("Every attempt for this code is used up"), "{}", right.body);
+    assert!(right.body.contains("Request a new code."), "{}", right.body);
+    assert!(!right.body.contains("not right"), "the unchecked code is called wrong: {}", right.body);
     let account = browser.get(&app.url("/account")).await;
     assert!(account.body.contains("Phone: none."), "{}", account.body);
 
@@ -285,6 +295,52 @@ async fn phone_code_expires_after_ten_minutes() {
     assert!(expired.body.contains("That code has expired"), "{}", expired.body);
     let account = bob.get(&app.url("/account")).await;
     assert!(account.body.contains("Phone: none."), "{}", account.body);
+
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn removing_a_phone_reports_what_was_removed() {
+    let app = spawn_app().await;
+    let browser = app.signed_in_browser("ada@example.com").await;
+
+    // With no number on file nothing is removed, and the page explains why.
+    let nothing = app.submit(&browser, "/account/phone", "/account/phone/remove", &[]).await;
+    assert_eq!(nothing.status, StatusCode::NOT_FOUND, "{}", nothing.body);
+    assert!(nothing.body.contains("You have no phone number on your account, so nothing was removed."), "{}", nothing.body);
+    assert!(nothing.body.contains("<a href=\"/account\">Back to your account</a>"), "{}", nothing.body);
+
+    // An expired code is not a number on file either.
+    add_number(&app, &browser, PHONE).await;
+    app.clock.advance(10 * 60);
+    let expired = app.submit(&browser, "/account/phone", "/account/phone/remove", &[]).await;
+    assert_eq!(expired.status, StatusCode::NOT_FOUND, "{}", expired.body);
+    assert!(expired.body.contains("so nothing was removed"), "{}", expired.body);
+
+    // A number waiting for its code is removed, and its code stops working.
+    add_number(&app, &browser, "+61412345679").await;
+    let pending_code = code_sent_to(&app, "+61412345679");
+    let withdrawn = app.submit(&browser, "/account/phone", "/account/phone/remove", &[]).await;
+    assert_eq!(withdrawn.status, StatusCode::SEE_OTHER, "{}", withdrawn.body);
+    assert_eq!(withdrawn.location(), "/account?notice=phone-pending-removed");
+    let account = browser.get(&app.url(withdrawn.location())).await;
+    assert!(account.body.contains("The number waiting for its code was removed."), "{}", account.body);
+    let late = enter_code(&app, &browser, &pending_code).await;
+    assert_eq!(late.status, StatusCode::BAD_REQUEST, "{}", late.body);
+    assert!(late.body.contains("No code is waiting"), "{}", late.body);
+
+    // A verified number is removed once, and removing it again finds nothing.
+    add_number(&app, &browser, PHONE).await;
+    let code = code_sent_to(&app, PHONE);
+    assert_eq!(enter_code(&app, &browser, &code).await.status, StatusCode::SEE_OTHER);
+    let removed = app.submit(&browser, "/account/phone", "/account/phone/remove", &[]).await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER, "{}", removed.body);
+    assert_eq!(removed.location(), "/account?notice=phone-removed");
+    let account = browser.get(&app.url(removed.location())).await;
+    assert!(account.body.contains("Your phone number was removed."), "{}", account.body);
+    assert!(account.body.contains("Phone: none."), "{}", account.body);
+    let again = app.submit(&browser, "/account/phone", "/account/phone/remove", &[]).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.body);
 
     app.stop().await;
 }
@@ -370,6 +426,22 @@ async fn phone_codes_stop_at_the_daily_cap() {
 
 // ---- the account page ----
 
+/// Signs `email` in from the sign-in page at `sign_in_path` and returns the response that confirms the link.
+async fn sign_in_from(app: &TestApp, browser: &Browser, sign_in_path: &str, email: &str) -> Page {
+    let sign_in = browser.get(&app.url(sign_in_path)).await;
+    browser
+        .post_form(
+            &app.url("/auth/email"),
+            &[("csrf_token", sign_in.hidden("csrf_token")), ("return_to", sign_in.hidden("return_to")), ("email", email.into())],
+        )
+        .await;
+    let link = app.mailed_links(email).pop().unwrap();
+    let confirm = browser.get(&link).await;
+    browser
+        .post_form(&app.url("/auth/verify"), &[("csrf_token", confirm.hidden("csrf_token")), ("token", confirm.hidden("token"))])
+        .await
+}
+
 #[actix_web::test]
 async fn account_page_needs_a_session() {
     let app = spawn_app().await;
@@ -380,18 +452,7 @@ async fn account_page_needs_a_session() {
 
     // Signing in from there comes back to the account page.
     let browser = Browser::new();
-    let sign_in = browser.get(&app.url("/auth?return_to=%2Faccount")).await;
-    browser
-        .post_form(
-            &app.url("/auth/email"),
-            &[("csrf_token", sign_in.hidden("csrf_token")), ("return_to", sign_in.hidden("return_to")), ("email", "ada@example.com".into())],
-        )
-        .await;
-    let link = app.mailed_links("ada@example.com").pop().unwrap();
-    let confirm = browser.get(&link).await;
-    let signed_in = browser
-        .post_form(&app.url("/auth/verify"), &[("csrf_token", confirm.hidden("csrf_token")), ("token", confirm.hidden("token"))])
-        .await;
+    let signed_in = sign_in_from(&app, &browser, anonymous.location(), "ada@example.com").await;
     assert_eq!(signed_in.location(), "/account");
 
     let page = browser.get(&app.url("/account")).await;
@@ -399,6 +460,76 @@ async fn account_page_needs_a_session() {
     assert!(page.header("content-security-policy").contains("frame-ancestors 'none'"));
     assert_eq!(page.header("cache-control"), "no-store");
     assert!(page.body.contains("ada@example.com"));
+
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn phone_page_returns_to_itself_after_sign_in() {
+    let app = spawn_app().await;
+
+    let anonymous = Browser::new().get(&app.url("/account/phone")).await;
+    assert_eq!(anonymous.status, StatusCode::SEE_OTHER);
+    assert_eq!(anonymous.location(), "/auth?return_to=%2Faccount%2Fphone");
+
+    // A phone form sent without a session, with a valid CSRF token, goes the same way and changes nothing.
+    let browser = Browser::new();
+    let sign_in = browser.get(&app.url("/auth")).await;
+    let form = browser.post_form(&app.url("/account/phone"), &[("csrf_token", sign_in.hidden("csrf_token")), ("number", PHONE.into())]).await;
+    assert_eq!(form.status, StatusCode::SEE_OTHER, "{}", form.body);
+    assert_eq!(form.location(), "/auth?return_to=%2Faccount%2Fphone");
+    assert!(app.outbox_texts().is_empty(), "a code was sent without a session");
+
+    let signed_in = sign_in_from(&app, &browser, anonymous.location(), "ada@example.com").await;
+    assert_eq!(signed_in.location(), "/account/phone");
+    let page = browser.get(&app.url(signed_in.location())).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Add a number"), "{}", page.body);
+
+    app.stop().await;
+}
+
+/// Asserts that an error page for a signed-in person links back to the account page and not to sign-in.
+fn assert_links_to_account(page: &Page, description: &str) {
+    assert!(page.body.contains("<a href=\"/account\">Back to your account</a>"), "{description}: no link to the account page: {}", page.body);
+    assert!(!page.body.contains("href=\"/auth\""), "{description}: the page links to sign-in: {}", page.body);
+}
+
+#[actix_web::test]
+async fn account_error_pages_link_back_to_the_account() {
+    let app = spawn_app().await;
+    let browser = app.signed_in_browser("ada@example.com").await;
+    let no_fields: &[(&str, &str)] = &[];
+    let cases = [
+        ("plan not held", "/account/keys", vec![("tier", "enterprise")], StatusCode::FORBIDDEN, "You can create keys only on plans you hold."),
+        ("unknown key", "/account/keys/rotate", vec![("key_id", "nosuch")], StatusCode::NOT_FOUND, "You hold no key with that id."),
+        ("missing key", "/account/keys/rotate", no_fields.to_vec(), StatusCode::BAD_REQUEST, "The key to rotate is missing."),
+        ("missing session", "/account/sessions/end", no_fields.to_vec(), StatusCode::BAD_REQUEST, "The session to sign out is missing."),
+        ("missing application", "/account/applications/revoke", no_fields.to_vec(), StatusCode::BAD_REQUEST, "The application to revoke is missing."),
+        ("unconfirmed deletion", "/account/delete", no_fields.to_vec(), StatusCode::BAD_REQUEST, "Tick the box to confirm"),
+        ("no systems client", "/account/systems-client/secret", no_fields.to_vec(), StatusCode::NOT_FOUND, "A client for your systems is provisioned"),
+    ];
+    for (description, action, fields, status, message) in cases {
+        let page = app.submit(&browser, "/account", action, &fields).await;
+        assert_eq!(page.status, status, "{description}: {}", page.body);
+        assert!(page.body.contains(message), "{description}: {}", page.body);
+        assert_links_to_account(&page, description);
+    }
+
+    // A form with a stale token links to the account page when the browser
+    // has a session, and to sign-in when it has none.
+    for action in ["/account/keys", "/account/phone/remove", "/account/systems-client/secret"] {
+        let expired = browser.post_form(&app.url(action), &[("csrf_token", "0".repeat(64))]).await;
+        assert_eq!(expired.status, StatusCode::FORBIDDEN, "{action}");
+        assert!(expired.body.contains("Open your account page and try again."), "{action}: {}", expired.body);
+        assert_links_to_account(&expired, action);
+
+        let anonymous = Browser::new().post_form(&app.url(action), &[("csrf_token", "0".repeat(64))]).await;
+        assert_eq!(anonymous.status, StatusCode::FORBIDDEN, "{action}");
+        assert!(anonymous.body.contains("<a href=\"/auth\">Go to sign-in</a>"), "{action}: {}", anonymous.body);
+        assert!(!anonymous.body.contains("href=\"/account\""), "{action}: {}", anonymous.body);
+    }
+    assert_eq!(browser.get(&app.url("/account")).await.status, StatusCode::OK, "an error page changed the account");
 
     app.stop().await;
 }
@@ -445,6 +576,50 @@ async fn account_page_lists_sessions_and_signs_out_the_others() {
     let signed_out = phone.get(&app.url("/account")).await;
     assert_eq!(signed_out.status, StatusCode::SEE_OTHER, "the other session still works");
 
+    // With no other session left, the notice reports that nothing changed.
+    let again = app.submit(&laptop, "/account", "/account/sessions/end-others", &[]).await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER);
+    assert_eq!(again.location(), "/account?notice=no-other-sessions");
+    let page = laptop.get(&app.url(again.location())).await;
+    assert!(page.body.contains("No other session was signed in, so nothing changed."), "{}", page.body);
+    assert!(!page.body.contains("Every other session was signed out."), "{}", page.body);
+    assert_eq!(page.body.matches("<li data-session>").count(), 1, "{}", page.body);
+
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn ending_an_unknown_session_changes_nothing() {
+    let app = spawn_app().await;
+    let laptop = app.signed_in_browser("ada@example.com").await;
+    let phone = app.signed_in_browser("ada@example.com").await;
+    let bob = app.signed_in_browser("bob@example.com").await;
+    let bob_session = bob.get(&app.url("/account")).await.hidden("session");
+
+    // A form without the field, or with it empty, is missing the session.
+    for fields in [vec![], vec![("session", "")]] {
+        let missing = app.submit(&laptop, "/account", "/account/sessions/end", &fields).await;
+        assert_eq!(missing.status, StatusCode::BAD_REQUEST, "{fields:?}: {}", missing.body);
+        assert!(missing.body.contains("The session to sign out is missing."), "{fields:?}: {}", missing.body);
+    }
+
+    // An id that names none of this person's sessions is unknown.
+    let unknown_id = "ab".repeat(32);
+    let cases = [("not a session id", "nosuch"), ("unknown id", unknown_id.as_str()), ("another person's session", bob_session.as_str())];
+    for (description, session) in cases {
+        let unknown = app.submit(&laptop, "/account", "/account/sessions/end", &[("session", session)]).await;
+        assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{description}: {}", unknown.body);
+        assert!(unknown.body.contains("No session with that id is signed in to your account."), "{description}: {}", unknown.body);
+        assert!(unknown.location().is_empty(), "{description}: redirected to {}", unknown.location());
+        assert_links_to_account(&unknown, description);
+    }
+
+    // Every session still works.
+    let page = laptop.get(&app.url("/account")).await;
+    assert_eq!(page.body.matches("<li data-session>").count(), 2, "{}", page.body);
+    assert_eq!(phone.get(&app.url("/account")).await.status, StatusCode::OK, "the other session of the person ended");
+    assert_eq!(bob.get(&app.url("/account")).await.status, StatusCode::OK, "another person's session ended");
+
     app.stop().await;
 }
 
@@ -474,7 +649,100 @@ async fn revoking_an_application_stops_its_tokens() {
     let page = browser.get(&app.url("/account")).await;
     assert!(!page.body.contains(&format!("data-client-id=\"{}\"", client.id)), "{}", page.body);
 
+    // Revoking it again finds nothing to revoke.
+    let again = app.submit(&browser, "/account", "/account/applications/revoke", &[("client_id", &client.id)]).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.body);
+    assert!(again.body.contains("No such application is authorized on your account"), "{}", again.body);
+
     app.stop().await;
+}
+
+#[actix_web::test]
+async fn revoking_an_unknown_application_changes_nothing() {
+    let app = spawn_app().await;
+    let ada = app.signed_in_browser("ada@example.com").await;
+    let bob = app.signed_in_browser("bob@example.com").await;
+    let ada_client = app.client("client_secret_basic", "http://127.0.0.1:7000/cb").await;
+    let bob_client = app.client("client_secret_basic", "http://127.0.0.1:7001/cb").await;
+    let ada_access = app.grant_tokens(&ada, &ada_client, &[]).await.body["access_token"].as_str().unwrap().to_string();
+    let bob_access = app.grant_tokens(&bob, &bob_client, &[]).await.body["access_token"].as_str().unwrap().to_string();
+
+    let cases = [
+        ("unknown id", "nosuch"),
+        ("id no client can have", "no such id"),
+        ("application authorized only by another person", bob_client.id.as_str()),
+    ];
+    for (description, client_id) in cases {
+        let refused = app.submit(&ada, "/account", "/account/applications/revoke", &[("client_id", client_id)]).await;
+        assert_eq!(refused.status, StatusCode::NOT_FOUND, "{description}: {}", refused.body);
+        assert!(refused.body.contains("No such application is authorized on your account"), "{description}: {}", refused.body);
+        assert!(refused.location().is_empty(), "{description}: redirected to {}", refused.location());
+        assert_links_to_account(&refused, description);
+    }
+
+    // Every grant still works, and the authorized application is still listed.
+    assert_eq!(app.get_with_token(LOOKUP, &ada_access).await.status(), StatusCode::OK);
+    assert_eq!(app.get_with_token(LOOKUP, &bob_access).await.status(), StatusCode::OK);
+    let page = ada.get(&app.url("/account")).await;
+    assert!(page.body.contains(&format!("data-client-id=\"{}\"", ada_client.id)), "{}", page.body);
+    let page = bob.get(&app.url("/account")).await;
+    assert!(page.body.contains(&format!("data-client-id=\"{}\"", bob_client.id)), "{}", page.body);
+
+    app.stop().await;
+}
+
+/// Serves one client ID metadata document at `/client.json` on loopback and
+/// returns the public client it describes, with the server's handle.
+async fn serve_metadata_document() -> (TestClient, actix_web::dev::ServerHandle) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client_id = format!("http://{}/client.json", listener.local_addr().unwrap());
+    let redirect_uri = "http://127.0.0.1:7000/cb";
+    let document = json!({
+        "client_id": client_id,
+        "client_name": "Document Agent",
+        "redirect_uris": [redirect_uri],
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code", "refresh_token"],
+    })
+    .to_string();
+
+    let server = actix_web::HttpServer::new(move || {
+        let document = document.clone();
+        actix_web::App::new().route(
+            "/client.json",
+            actix_web::web::get().to(move || {
+                let document = document.clone();
+                async move { actix_web::HttpResponse::Ok().content_type("application/json").body(document) }
+            }),
+        )
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    (TestClient { id: client_id, secret: None, redirect_uri: redirect_uri.into() }, handle)
+}
+
+#[actix_web::test]
+async fn revoking_a_url_client_id_works() {
+    let (client, host) = serve_metadata_document().await;
+    let app = spawn_app_with(|settings| settings.client_metadata_test_mode = true).await;
+    let browser = app.signed_in_browser("ada@example.com").await;
+    let access = app.grant_tokens(&browser, &client, &[]).await.body["access_token"].as_str().unwrap().to_string();
+    assert_eq!(app.get_with_token(LOOKUP, &access).await.status(), StatusCode::OK);
+
+    // The account page's form carries the URL, and revoking by it stops the token.
+    let page = browser.get(&app.url("/account")).await;
+    assert!(page.body.contains(&format!("data-client-id=\"{}\"", client.id)), "{}", page.body);
+    let revoked = app.submit(&browser, "/account", "/account/applications/revoke", &[("client_id", &client.id)]).await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER, "{}", revoked.body);
+    assert_eq!(revoked.location(), "/account?notice=application-revoked");
+    assert_eq!(app.get_with_token(LOOKUP, &access).await.status(), StatusCode::UNAUTHORIZED);
+
+    app.stop().await;
+    host.stop(true).await;
 }
 
 /// Returns the key shown once on a new-key page.

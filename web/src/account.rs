@@ -6,7 +6,9 @@
 //! Every form carries a CSRF token, every page is built with [`html`] (no
 //! framing, no caching), and a request without a session is sent to sign in
 //! and back. After a change the browser is redirected to the page (POST,
-//! redirect, GET), with a `notice` naming what happened.
+//! redirect, GET), with a `notice` naming what happened. A form that names
+//! something the person does not have (an unknown session, application or
+//! key) changes nothing and gets an error page that links back to the account page.
 
 use std::collections::BTreeSet;
 
@@ -27,7 +29,7 @@ use ucca_actors::tokens::RevokeUserGrants;
 use ucca_actors::UnixTime;
 
 use crate::errors::{ask, Internal};
-use crate::pages::{csrf_seed, csrf_valid, escape, hidden, html, layout, message_page};
+use crate::pages::{account_message_page, csrf_seed, csrf_valid, escape, hidden, html, layout, message_page};
 use crate::params::Params;
 use crate::session::{current_user, expired_session_cookie, presented_session};
 use crate::state::AppState;
@@ -42,6 +44,9 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route("/account/keys/rotate", web::post().to(rotate_key))
         .route("/account/delete", web::post().to(delete_account_form));
 }
+
+/// Path of the account page, where sign-in returns after a request to it or to one of its forms.
+pub(crate) const ACCOUNT_PAGE: &str = "/account";
 
 /// Active API keys one person may hold at once.
 const MAX_ACTIVE_KEYS: usize = 10;
@@ -73,33 +78,59 @@ pub(crate) struct SignedIn {
     pub session: Digest32,
 }
 
-/// Sends the browser to sign in and come back to the account page.
-pub(crate) fn sign_in_first() -> HttpResponse {
-    HttpResponse::SeeOther().insert_header((header::LOCATION, "/auth?return_to=%2Faccount")).finish()
+/// Sends the browser to sign in and come back to `return_to`, a path on this site.
+pub(crate) fn sign_in_first(return_to: &str) -> HttpResponse {
+    let query = url::form_urlencoded::Serializer::new(String::new()).append_pair("return_to", return_to).finish();
+    HttpResponse::SeeOther().insert_header((header::LOCATION, format!("/auth?{query}"))).finish()
 }
 
-/// Returns the signed-in person, or the response to send instead: a redirect to sign in, or an error page.
-pub(crate) async fn signed_in(state: &AppState, request: &HttpRequest) -> Result<SignedIn, HttpResponse> {
-    let Some(session) = presented_session(state, request) else { return Err(sign_in_first()) };
-    match current_user(state, request).await {
-        Ok(Some(user)) => Ok(SignedIn { user, session: session.digest() }),
-        Ok(None) => Err(sign_in_first()),
+/// Looks up the person signed in through the request's session cookie, if any.
+async fn find_signed_in(state: &AppState, request: &HttpRequest) -> Result<Option<SignedIn>, Internal> {
+    let Some(session) = presented_session(state, request) else { return Ok(None) };
+    let user = current_user(state, request).await?;
+    Ok(user.map(|user| SignedIn { user, session: session.digest() }))
+}
+
+/// Returns the signed-in person, or the response to send instead: a redirect
+/// to sign in and come back to `return_to`, or an error page.
+pub(crate) async fn signed_in(state: &AppState, request: &HttpRequest, return_to: &str) -> Result<SignedIn, HttpResponse> {
+    match find_signed_in(state, request).await {
+        Ok(Some(person)) => Ok(person),
+        Ok(None) => Err(sign_in_first(return_to)),
         Err(Internal) => Err(internal_page()),
     }
 }
 
 /// Checks a form's CSRF token, then the session; returns the form and the person.
-pub(crate) async fn signed_in_form(state: &AppState, request: &HttpRequest, body: &[u8]) -> Result<(Params, SignedIn), HttpResponse> {
+/// Without a session the browser is sent to sign in and come back to `return_to`,
+/// the page the form is on.
+pub(crate) async fn signed_in_form(state: &AppState, request: &HttpRequest, body: &[u8], return_to: &str) -> Result<(Params, SignedIn), HttpResponse> {
     let form = Params::parse(body);
     if !csrf_valid(state, request, form.get("csrf_token")) {
-        return Err(message_page(
-            StatusCode::FORBIDDEN,
-            "Form expired",
-            "This form has expired or was sent from another site. Open your account page and try again.",
-        ));
+        return Err(form_expired(state, request).await);
     }
-    let person = signed_in(state, request).await?;
+    let person = signed_in(state, request, return_to).await?;
     Ok((form, person))
+}
+
+/// Builds the page for a form whose CSRF token does not match the browser's
+/// cookie. It links to the account page when the browser has a session, and
+/// to sign-in when it has none.
+pub(crate) async fn form_expired(state: &AppState, request: &HttpRequest) -> HttpResponse {
+    let title = "Form expired";
+    match find_signed_in(state, request).await {
+        Ok(Some(_)) => account_message_page(
+            StatusCode::FORBIDDEN,
+            title,
+            "This form has expired or was sent from another site. Open your account page and try again.",
+        ),
+        Ok(None) => message_page(
+            StatusCode::FORBIDDEN,
+            title,
+            "This form has expired or was sent from another site. Sign in, then try again from your account page.",
+        ),
+        Err(Internal) => internal_page(),
+    }
 }
 
 /// Redirects to the account page with a notice.
@@ -112,9 +143,11 @@ fn notice_text(notice: &str) -> Option<&'static str> {
     Some(match notice {
         "session-ended" => "The session was signed out.",
         "others-ended" => "Every other session was signed out.",
+        "no-other-sessions" => "No other session was signed in, so nothing changed.",
         "application-revoked" => "The application's access was revoked. Its tokens no longer work.",
         "phone-verified" => "Your phone number is verified.",
         "phone-removed" => "Your phone number was removed.",
+        "phone-pending-removed" => "The number waiting for its code was removed. Its code no longer works.",
         "phone-already-verified" => "That number is already your verified number.",
         _ => return None,
     })
@@ -174,7 +207,7 @@ async fn held_tiers(state: &AppState, user_id: &str, keys: &[ApiKeyRecord]) -> R
 }
 
 async fn account_page(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
-    let person = match signed_in(&state, &request).await {
+    let person = match signed_in(&state, &request, ACCOUNT_PAGE).await {
         Ok(person) => person,
         Err(response) => return response,
     };
@@ -367,17 +400,35 @@ fn delete_section(csrf_token: &str) -> String {
 }
 
 async fn end_session(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let (form, person) = match signed_in_form(&state, &request, &body).await {
+    let (form, person) = match signed_in_form(&state, &request, &body, ACCOUNT_PAGE).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    let Some(session) = form.get("session").and_then(parse_digest) else {
-        return message_page(StatusCode::BAD_REQUEST, "Invalid request", "The session to sign out is missing. Open your account page and try again.");
+    let Some(session_id) = form.get("session").filter(|id| !id.is_empty()) else {
+        return account_message_page(
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            "The session to sign out is missing. Open your account page and try again.",
+        );
     };
+    let not_found = || {
+        account_message_page(
+            StatusCode::NOT_FOUND,
+            "Session not found",
+            "No session with that id is signed in to your account. It may have been signed out already. Open your account page to see your sessions.",
+        )
+    };
+    // An id that is not 64 hex digits cannot name a session, so it gets the same response as an unknown one.
+    let Some(session) = parse_digest(session_id) else { return not_found() };
 
     let ended = EndUserSession { user_id: person.user.user_id.clone(), session };
-    if ask(&state.services.accounts, ended).await.is_err() {
-        return internal_page();
+    match ask(&state.services.accounts, ended).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(target: "ucca::security", user_id = %person.user.user_id, session = %session.label(), "session end rejected: no such session of the user");
+            return not_found();
+        }
+        Err(Internal) => return internal_page(),
     }
     if session.matches(&person.session) {
         return HttpResponse::SeeOther().insert_header((header::LOCATION, "/auth")).cookie(expired_session_cookie(&state)).finish();
@@ -391,48 +442,69 @@ fn parse_digest(hex_text: &str) -> Option<Digest32> {
 }
 
 async fn end_other_sessions(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let (_, person) = match signed_in_form(&state, &request, &body).await {
+    let (_, person) = match signed_in_form(&state, &request, &body, ACCOUNT_PAGE).await {
         Ok(found) => found,
         Err(response) => return response,
     };
     let message = EndOtherSessions { user_id: person.user.user_id.clone(), keep: person.session };
     match ask(&state.services.accounts, message).await {
+        Ok(0) => back_to_account("no-other-sessions"),
         Ok(_) => back_to_account("others-ended"),
         Err(Internal) => internal_page(),
     }
 }
 
-/// Longest client id accepted from the form; registered ids are far shorter.
-const MAX_CLIENT_ID_LEN: usize = 128;
+/// Maximum length of a client id accepted from the form. The longest client
+/// ids are metadata-document URLs, which registration limits to 2000 bytes.
+const MAX_CLIENT_ID_LEN: usize = 2000;
 
 async fn revoke_application(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let (form, person) = match signed_in_form(&state, &request, &body).await {
+    let (form, person) = match signed_in_form(&state, &request, &body, ACCOUNT_PAGE).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    let client_id = match form.get("client_id") {
-        Some(id) if id.len() <= MAX_CLIENT_ID_LEN && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => id.to_string(),
-        _ => return message_page(StatusCode::BAD_REQUEST, "Invalid request", "The application to revoke is missing. Open your account page and try again."),
+    let Some(client_id) = form.get("client_id").filter(|id| !id.is_empty()).map(str::to_string) else {
+        return account_message_page(
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            "The application to revoke is missing. Open your account page and try again.",
+        );
     };
+    let not_found = || {
+        account_message_page(
+            StatusCode::NOT_FOUND,
+            "Application not found",
+            "No such application is authorized on your account, so nothing was revoked. Open your account page to see your applications.",
+        )
+    };
+    // No client has such an id, so nothing can be revoked for it. URL client ids
+    // contain ':', '/' and '.', so only control characters are ruled out here.
+    if client_id.len() > MAX_CLIENT_ID_LEN || client_id.chars().any(char::is_control) {
+        return not_found();
+    }
 
     let user_id = person.user.user_id.clone();
     let withdrawn = WithdrawConsent { user_id: user_id.clone(), client_id: client_id.clone() };
-    if ask(&state.services.accounts, withdrawn).await.is_err() {
-        return internal_page();
-    }
+    let consent_existed = match ask(&state.services.accounts, withdrawn).await {
+        Ok(existed) => existed,
+        Err(Internal) => return internal_page(),
+    };
     // Revoked even when no consent was stored, so a retry after a failure between the two steps finishes the work.
     let revoked = RevokeUserGrants { user_id: user_id.clone(), client_id: Some(client_id.clone()) };
-    match ask(&state.services.tokens, revoked).await {
-        Ok(grants) => {
-            tracing::info!(target: "ucca::security", user_id = %user_id, client_id = %client_id, grants, "application revoked by its user");
-            back_to_account("application-revoked")
-        }
-        Err(Internal) => internal_page(),
+    let grants = match ask(&state.services.tokens, revoked).await {
+        Ok(grants) => grants,
+        Err(Internal) => return internal_page(),
+    };
+    if !consent_existed && grants == 0 {
+        tracing::info!(target: "ucca::security", user_id = %user_id, client_id = %client_id, "application revocation rejected: the user has not authorized it");
+        return not_found();
     }
+    tracing::info!(target: "ucca::security", user_id = %user_id, client_id = %client_id, consent_existed, grants, "application revoked by its user");
+    back_to_account("application-revoked")
 }
 
 async fn create_key(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let (form, person) = match signed_in_form(&state, &request, &body).await {
+    let (form, person) = match signed_in_form(&state, &request, &body, ACCOUNT_PAGE).await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -449,14 +521,14 @@ async fn create_key(state: web::Data<AppState>, request: HttpRequest, body: web:
     let Some(tier) = form.get("tier").filter(|tier| tiers.contains(*tier)).map(str::to_string) else {
         tracing::info!(target: "ucca::security", user_id = %user_id, "API key rejected: the user does not hold the plan");
         let held = if tiers.is_empty() { "none".to_string() } else { tiers.iter().cloned().collect::<Vec<_>>().join(", ") };
-        return message_page(
+        return account_message_page(
             StatusCode::FORBIDDEN,
             "Plan not available",
             &format!("You can create keys only on plans you hold. Plans you hold: {held}."),
         );
     };
     if keys.iter().filter(|key| key.active).count() >= MAX_ACTIVE_KEYS {
-        return message_page(
+        return account_message_page(
             StatusCode::CONFLICT,
             "Too many keys",
             &format!("You hold {MAX_ACTIVE_KEYS} active keys, the most allowed. Rotate a key instead of creating another."),
@@ -473,12 +545,16 @@ async fn create_key(state: web::Data<AppState>, request: HttpRequest, body: web:
 }
 
 async fn rotate_key(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let (form, person) = match signed_in_form(&state, &request, &body).await {
+    let (form, person) = match signed_in_form(&state, &request, &body, ACCOUNT_PAGE).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    let not_found = || message_page(StatusCode::NOT_FOUND, "Key not found", "You hold no key with that id. Open your account page and try again.");
-    let Some(key_id) = form.get("key_id").map(str::to_string) else { return not_found() };
+    let Some(key_id) = form.get("key_id").filter(|id| !id.is_empty()).map(str::to_string) else {
+        return account_message_page(StatusCode::BAD_REQUEST, "Invalid request", "The key to rotate is missing. Open your account page and try again.");
+    };
+    let not_found = || {
+        account_message_page(StatusCode::NOT_FOUND, "Key not found", "You hold no key with that id. Open your account page and try again.")
+    };
 
     // Another person's key gets the same response as a missing one.
     match ask(&state.services.api_keys, GetKey { id: key_id.clone() }).await {
@@ -488,7 +564,7 @@ async fn rotate_key(state: web::Data<AppState>, request: HttpRequest, body: web:
     }
     match ask(&state.services.api_keys, RotateKey { id: key_id, now: state.now() }).await {
         Ok(Rotation::Rotated(key)) => new_key_page(&key, "Rotated API key"),
-        Ok(Rotation::Inactive) => message_page(StatusCode::CONFLICT, "Key deactivated", "That key is deactivated and cannot be rotated."),
+        Ok(Rotation::Inactive) => account_message_page(StatusCode::CONFLICT, "Key deactivated", "That key is deactivated and cannot be rotated."),
         Ok(Rotation::NotFound) => not_found(),
         Err(Internal) => internal_page(),
     }
@@ -508,12 +584,12 @@ fn new_key_page(created: &CreatedKey, title: &str) -> HttpResponse {
 }
 
 async fn delete_account_form(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let (form, person) = match signed_in_form(&state, &request, &body).await {
+    let (form, person) = match signed_in_form(&state, &request, &body, ACCOUNT_PAGE).await {
         Ok(found) => found,
         Err(response) => return response,
     };
     if form.get("confirm") != Some("yes") {
-        return message_page(StatusCode::BAD_REQUEST, "Not deleted", "Tick the box to confirm that you want to delete your account.");
+        return account_message_page(StatusCode::BAD_REQUEST, "Not deleted", "Tick the box to confirm that you want to delete your account.");
     }
 
     if delete_account(&state, &person.user).await.is_err() {

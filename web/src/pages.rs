@@ -63,9 +63,18 @@ pub fn html(status: StatusCode) -> HttpResponseBuilder {
     response
 }
 
-/// A page that reports a problem and offers a way on.
+/// Builds a page that reports a problem to a person without a session, with a link to sign-in.
 pub fn message_page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
-    let body = format!("<p class=\"error\">{}</p><p><a href=\"/auth\">Go to sign-in</a></p>", escape(message));
+    message_page_linking(status, title, message, "/auth", "Go to sign-in")
+}
+
+/// Builds a page that reports a problem to a signed-in person, with a link back to their account page.
+pub fn account_message_page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
+    message_page_linking(status, title, message, "/account", "Back to your account")
+}
+
+fn message_page_linking(status: StatusCode, title: &str, message: &str, href: &str, link_text: &str) -> HttpResponse {
+    let body = format!("<p class=\"error\">{}</p><p><a href=\"{}\">{}</a></p>", escape(message), escape(href), escape(link_text));
     html(status).body(layout(title, &body))
 }
 

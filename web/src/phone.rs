@@ -8,8 +8,8 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use ucca_actors::phone::{
-    CodeCheck, CodeIssue, GetPhone, IssuePhoneCode, NumberProblem, PhoneLimit, PhoneNumber, PhoneStatus, RemovePhone, VerifyPhoneCode,
-    CODE_DIGITS, CODE_TTL,
+    CodeCheck, CodeIssue, GetPhone, IssuePhoneCode, NumberProblem, PhoneLimit, PhoneNumber, PhoneRemoval, PhoneStatus, RemovePhone,
+    VerifyPhoneCode, CODE_DIGITS, CODE_TTL,
 };
 use ucca_actors::secret::Secret;
 use ucca_actors::sms::{SendSms, SmsError};
@@ -30,13 +30,16 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route("/account/phone/remove", web::post().to(remove_number));
 }
 
+/// Path of the phone page, where sign-in returns after a request to it or to one of its forms.
+const PHONE_PAGE: &str = "/account/phone";
+
 /// Minutes a code lives.
 fn code_minutes() -> u64 {
     CODE_TTL / 60
 }
 
 async fn phone_page(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
-    let person = match signed_in(&state, &request).await {
+    let person = match signed_in(&state, &request, PHONE_PAGE).await {
         Ok(person) => person,
         Err(response) => return response,
     };
@@ -82,14 +85,14 @@ fn page_body(csrf: &CsrfSeed, status: &PhoneStatus, line: Option<Line<'_>>) -> S
     };
     let pending = match &status.pending {
         Some(pending) => format!(
-            "<h2>Enter the code</h2><p>We sent a {CODE_DIGITS}-digit code to <strong>{}</strong>. It works until {}; {} attempts left.</p>\
+            "<h2>Enter the code</h2><p>We sent a {CODE_DIGITS}-digit code to <strong>{}</strong>. It works until {}. {}</p>\
              <form method=\"post\" action=\"/account/phone/verify\">{}\
              <label for=\"code\">Code</label>\
              <input id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" pattern=\"[0-9 ]*\" maxlength=\"12\" required>\
              <button type=\"submit\">Verify</button></form>",
             escape(pending.number.as_str()),
             escape(&format_utc(pending.expires_at)),
-            pending.attempts_left,
+            attempts_left_text(pending.attempts_left),
             hidden("csrf_token", &token),
         ),
         None => String::new(),
@@ -109,6 +112,14 @@ fn page_body(csrf: &CsrfSeed, status: &PhoneStatus, line: Option<Line<'_>>) -> S
     )
 }
 
+/// Returns `"1 attempt left."` or `"<n> attempts left."`.
+fn attempts_left_text(attempts_left: u32) -> String {
+    match attempts_left {
+        1 => "1 attempt left.".to_string(),
+        n => format!("{n} attempts left."),
+    }
+}
+
 /// Re-reads the phone status and shows the page with a problem line.
 async fn problem(state: &AppState, request: &HttpRequest, status_code: StatusCode, user_id: &str, text: &str) -> HttpResponse {
     match ask(&state.services.accounts, GetPhone { user_id: user_id.to_string(), now: state.now() }).await {
@@ -118,7 +129,7 @@ async fn problem(state: &AppState, request: &HttpRequest, status_code: StatusCod
 }
 
 async fn send_code(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let (form, person) = match signed_in_form(&state, &request, &body).await {
+    let (form, person) = match signed_in_form(&state, &request, &body, PHONE_PAGE).await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -193,7 +204,7 @@ fn code_message(state: &AppState, code: &Secret, now: UnixTime) -> Secret {
 }
 
 async fn verify_code(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let (form, person) = match signed_in_form(&state, &request, &body).await {
+    let (form, person) = match signed_in_form(&state, &request, &body, PHONE_PAGE).await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -207,11 +218,15 @@ async fn verify_code(state: web::Data<AppState>, request: HttpRequest, body: web
     let check = VerifyPhoneCode { user_id: user_id.clone(), code: Secret::from_presented(typed), now: state.now() };
     let (status_code, text) = match ask(&state.services.accounts, check).await {
         Ok(CodeCheck::Verified { .. }) => return back_to_account("phone-verified"),
-        Ok(CodeCheck::Wrong { attempts_left: 0 }) | Ok(CodeCheck::NoAttemptsLeft) => {
-            (StatusCode::TOO_MANY_REQUESTS, "That code is not right, and no attempts are left. Request a new code.".to_string())
+        Ok(CodeCheck::Wrong { attempts_left: 0 }) => {
+            (StatusCode::TOO_MANY_REQUESTS, "That code is not right, and it was the last attempt. Request a new code.".to_string())
+        }
+        // The code was not checked, so the message must not say whether it was right.
+        Ok(CodeCheck::NoAttemptsLeft) => {
+            (StatusCode::TOO_MANY_REQUESTS, "Every attempt for this code is used up, so it can no longer be checked. Request a new code.".to_string())
         }
         Ok(CodeCheck::Wrong { attempts_left }) => {
-            (StatusCode::BAD_REQUEST, format!("That code is not right. {attempts_left} attempts left."))
+            (StatusCode::BAD_REQUEST, format!("That code is not right. {}", attempts_left_text(attempts_left)))
         }
         Ok(CodeCheck::Expired) => (StatusCode::GONE, "That code has expired. Request a new code.".to_string()),
         Ok(CodeCheck::NothingPending) => (StatusCode::BAD_REQUEST, "No code is waiting. Request a code first.".to_string()),
@@ -221,12 +236,18 @@ async fn verify_code(state: web::Data<AppState>, request: HttpRequest, body: web
 }
 
 async fn remove_number(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let (_, person) = match signed_in_form(&state, &request, &body).await {
+    let (_, person) = match signed_in_form(&state, &request, &body, PHONE_PAGE).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    match ask(&state.services.accounts, RemovePhone { user_id: person.user.user_id.clone() }).await {
-        Ok(_) => back_to_account("phone-removed"),
+    let user_id = person.user.user_id.clone();
+    match ask(&state.services.accounts, RemovePhone { user_id: user_id.clone(), now: state.now() }).await {
+        Ok(PhoneRemoval::Verified) => back_to_account("phone-removed"),
+        Ok(PhoneRemoval::Pending) => back_to_account("phone-pending-removed"),
+        Ok(PhoneRemoval::Nothing) => {
+            let text = "You have no phone number on your account, so nothing was removed.";
+            problem(&state, &request, StatusCode::NOT_FOUND, &user_id, text).await
+        }
         Err(Internal) => internal_page(),
     }
 }
