@@ -76,8 +76,8 @@ impl ApiKeys {
         Ok(key)
     }
 
-    fn set_inactive(&self, digest: &Digest32) -> Result<bool, StoreError> {
-        self.keys.modify(digest.as_bytes(), |current| match current {
+    fn set_inactive(&self, digest: &[u8]) -> Result<bool, StoreError> {
+        self.keys.modify(digest, |current| match current {
             Some(record) if record.active => (Change::Put(ApiKeyRecord { active: false, ..record }), true),
             _ => (Change::Keep, false),
         })
@@ -240,12 +240,55 @@ impl Handler<DeactivateKey> for ApiKeys {
 
     fn handle(&mut self, message: DeactivateKey, _: &mut Self::Context) -> Self::Result {
         let Some(index) = self.ids.get(message.id.as_bytes())? else { return Ok(KeyChange::NotFound) };
-        if !self.set_inactive(&index.digest)? {
+        if !self.set_inactive(index.digest.as_bytes())? {
             return Ok(KeyChange::AlreadyInactive);
         }
         self.store.commit()?;
         tracing::info!(target: "ucca::security", key_id = %message.id, "API key deactivated");
         Ok(KeyChange::Done)
+    }
+}
+
+/// Deactivates every active key, of any user, whose `subscription_id` is one
+/// of `subscription_ids`, and returns the ids of the keys it deactivated.
+/// Repeating it deactivates nothing more.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<String>, StoreError>")]
+pub struct DeactivateSubscriptionKeys {
+    pub subscription_ids: Vec<String>,
+}
+
+impl Handler<DeactivateSubscriptionKeys> for ApiKeys {
+    type Result = Result<Vec<String>, StoreError>;
+
+    fn handle(&mut self, message: DeactivateSubscriptionKeys, _: &mut Self::Context) -> Self::Result {
+        if message.subscription_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let carries_ended_subscription =
+            |record: &ApiKeyRecord| record.active && record.subscription_id.as_ref().is_some_and(|id| message.subscription_ids.contains(id));
+        // NOTE: a full scan, like ListKeys; keys per server number in the thousands at most.
+        let matching: Vec<(Vec<u8>, ApiKeyRecord)> = self
+            .keys
+            .entries()
+            .filter(|entry| entry.as_ref().map_or(true, |(_, record)| carries_ended_subscription(record)))
+            .collect::<Result<_, _>>()?;
+
+        let mut deactivated = Vec::new();
+        let mut ended: Vec<String> = Vec::new();
+        for (digest, record) in matching {
+            if self.set_inactive(&digest)? {
+                deactivated.push(record.id);
+                if let Some(subscription_id) = record.subscription_id.filter(|id| !ended.contains(id)) {
+                    ended.push(subscription_id);
+                }
+            }
+        }
+        if !deactivated.is_empty() {
+            self.store.commit()?;
+            tracing::info!(target: "ucca::security", key_ids = ?deactivated, subscription_ids = ?ended, "API keys deactivated: their subscription ended");
+        }
+        Ok(deactivated)
     }
 }
 
@@ -271,7 +314,7 @@ impl Handler<RotateKey> for ApiKeys {
         let Some(index) = self.ids.get(message.id.as_bytes())? else { return Ok(Rotation::NotFound) };
         let Some(old) = self.keys.get(index.digest.as_bytes())? else { return Ok(Rotation::NotFound) };
         // Deactivating first decides a race between two rotations: only one sees the key active.
-        if !self.set_inactive(&index.digest)? {
+        if !self.set_inactive(index.digest.as_bytes())? {
             return Ok(Rotation::Inactive);
         }
 
@@ -285,7 +328,55 @@ impl Handler<RotateKey> for ApiKeys {
 
 #[cfg(test)]
 mod tests {
+    use actix::{Addr, SyncArbiter};
+
     use super::*;
+
+    fn start() -> Addr<ApiKeys> {
+        let store = Store::temporary().unwrap();
+        SyncArbiter::start(1, move || ApiKeys::new(store.clone()).unwrap())
+    }
+
+    async fn create(keys: &Addr<ApiKeys>, user_id: &str, subscription_id: Option<&str>) -> CreatedKey {
+        let key = CreateKey { user_id: user_id.into(), tier: "developer".into(), subscription_id: subscription_id.map(str::to_string), now: 1_000 };
+        keys.send(key).await.unwrap().unwrap()
+    }
+
+    async fn is_active(keys: &Addr<ApiKeys>, created: &CreatedKey) -> bool {
+        keys.send(VerifyKey { key: created.key.digest(), now: 1_000 }).await.unwrap().unwrap().is_some()
+    }
+
+    #[test]
+    fn subscription_end_deactivates_its_keys() {
+        actix::System::new().block_on(async {
+            let keys = start();
+            let first = create(&keys, "u1", Some("sub_ended")).await;
+            let second = create(&keys, "u1", Some("sub_ended")).await;
+            let other_user = create(&keys, "u2", Some("sub_ended")).await;
+            let already_inactive = create(&keys, "u1", Some("sub_ended")).await;
+            keys.send(DeactivateKey { id: already_inactive.record.id.clone() }).await.unwrap().unwrap();
+            let other_subscription = create(&keys, "u1", Some("sub_live")).await;
+            let no_subscription = create(&keys, "u1", None).await;
+
+            let ended = DeactivateSubscriptionKeys { subscription_ids: vec!["sub_ended".into()] };
+            let mut deactivated = keys.send(ended).await.unwrap().unwrap();
+            deactivated.sort();
+            let mut expected = vec![first.record.id.clone(), second.record.id.clone(), other_user.record.id.clone()];
+            expected.sort();
+            assert_eq!(deactivated, expected, "the already inactive key is not listed");
+
+            for (name, created) in [("first", &first), ("second", &second), ("other user", &other_user)] {
+                assert!(!is_active(&keys, created).await, "{name} key stopped working");
+            }
+            assert!(is_active(&keys, &other_subscription).await, "a key of another subscription keeps working");
+            assert!(is_active(&keys, &no_subscription).await, "a key without a subscription keeps working");
+
+            let again = DeactivateSubscriptionKeys { subscription_ids: vec!["sub_ended".into()] };
+            assert!(keys.send(again).await.unwrap().unwrap().is_empty(), "a repeat deactivates nothing more");
+            let none = DeactivateSubscriptionKeys { subscription_ids: Vec::new() };
+            assert!(keys.send(none).await.unwrap().unwrap().is_empty());
+        });
+    }
 
     #[test]
     fn generated_keys_have_the_recognisable_shape() {

@@ -211,8 +211,9 @@ pub struct ApplyEvent {
 pub enum Applied {
     /// The event changed the users listed (their entitlements need a review).
     Applied { users: Vec<String> },
-    /// This event id was applied before.
-    Duplicate,
+    /// This event id was applied before. The users listed are those it
+    /// concerns, so that a redelivery can finish a reconciliation that failed.
+    Duplicate { users: Vec<String> },
     /// The customer is not linked to a user yet; the event waits for the link.
     Pending,
 }
@@ -223,7 +224,11 @@ impl Handler<ApplyEvent> for Billing {
     fn handle(&mut self, message: ApplyEvent, _: &mut Self::Context) -> Self::Result {
         let event = message.event;
         if self.events.get(event.id.as_bytes())?.is_some() {
-            return Ok(Applied::Duplicate);
+            let users = match &event.kind {
+                EventKind::CheckoutCompleted { user_id, .. } => vec![user_id.clone()],
+                kind => self.customers.get(kind.customer().as_bytes())?.map(|link| link.user_id).into_iter().collect(),
+            };
+            return Ok(Applied::Duplicate { users });
         }
 
         let users = match &event.kind {

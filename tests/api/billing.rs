@@ -32,16 +32,28 @@ fn event(id: &str, event_type: &str, created: u64, object: Value) -> String {
 }
 
 fn checkout(id: &str, created: u64) -> String {
-    let object = json!({ "id": "cs_test_1", "object": "checkout.session", "customer": CUSTOMER, "customer_details": { "email": EMAIL }, "mode": "subscription" });
+    checkout_for(id, created, CUSTOMER, EMAIL)
+}
+
+fn checkout_for(id: &str, created: u64, customer: &str, email: &str) -> String {
+    let object = json!({ "id": "cs_test_1", "object": "checkout.session", "customer": customer, "customer_details": { "email": email }, "mode": "subscription" });
     event(id, "checkout.session.completed", created, object)
 }
 
 fn subscription(id: &str, event_type: &str, created: u64, subscription: &str, status: &str, price: &str) -> String {
+    subscription_for(id, event_type, created, CUSTOMER, subscription, status, price)
+}
+
+fn subscription_for(id: &str, event_type: &str, created: u64, customer: &str, subscription: &str, status: &str, price: &str) -> String {
     let object = json!({
-        "id": subscription, "object": "subscription", "customer": CUSTOMER, "status": status,
+        "id": subscription, "object": "subscription", "customer": customer, "status": status,
         "items": { "object": "list", "data": [ { "id": "si_1", "price": { "id": price, "object": "price" } } ] },
     });
     event(id, event_type, created, object)
+}
+
+fn payment_failed(id: &str, created: u64, subscription: &str) -> String {
+    event(id, "invoice.payment_failed", created, json!({ "id": "in_1", "object": "invoice", "customer": CUSTOMER, "subscription": subscription }))
 }
 
 async fn deliver(app: &TestApp, payload: &str) -> reqwest::Response {
@@ -170,12 +182,31 @@ async fn bad_signatures_are_rejected_and_change_nothing() {
 async fn events_before_the_checkout_wait_for_the_link() {
     let app = billing_app().await;
     let created = subscription("evt_1", "customer.subscription.created", START, "sub_dev", "active", DEVELOPER_PRICE);
-    assert_eq!(deliver(&app, &created).await.status(), StatusCode::OK);
+    let held = JsonReply::read(deliver(&app, &created).await).await;
+    assert_eq!(held.status, StatusCode::OK, "a held event is answered 2xx so that Stripe does not retry it");
+    assert_eq!(held.body["received"], true, "{}", held.text);
+    assert_eq!(held.body["handled"], false, "the held event has not taken effect: {}", held.text);
+    assert_eq!(held.body["pending"], true, "{}", held.text);
+    assert_eq!(held.body["duplicate"], false, "{}", held.text);
     let unknown = app.http.get(format!("{}/ops/billing/customers/{EMAIL}", app.ops)).bearer_auth(OPS_KEY).send().await.unwrap();
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND, "no user exists before the checkout");
 
-    deliver(&app, &checkout("evt_2", START + 5)).await;
+    let linked = JsonReply::read(deliver(&app, &checkout("evt_2", START + 5)).await).await;
+    assert_eq!(linked.status, StatusCode::OK);
+    assert_eq!(linked.body["handled"], true, "{}", linked.text);
+    assert_eq!(linked.body["pending"], false, "{}", linked.text);
     assert_eq!(summary(&app).await["active_plans"], json!(["developer"]), "the waiting event applied once linked");
+
+    let redelivered = JsonReply::read(deliver(&app, &created).await).await;
+    assert_eq!(redelivered.status, StatusCode::OK);
+    assert_eq!(redelivered.body["duplicate"], true, "the held event was applied with the checkout: {}", redelivered.text);
+    assert_eq!(redelivered.body["pending"], false, "{}", redelivered.text);
+
+    let other_type = event("evt_3", "customer.created", START + 6, json!({ "id": CUSTOMER, "object": "customer" }));
+    let ignored = JsonReply::read(deliver(&app, &other_type).await).await;
+    assert_eq!(ignored.status, StatusCode::OK);
+    assert_eq!(ignored.body["handled"], false, "{}", ignored.text);
+    assert_eq!(ignored.body["pending"], false, "an event type this server ignores is not held: {}", ignored.text);
     app.stop().await;
 }
 
@@ -215,13 +246,130 @@ async fn failed_payment_ends_the_plan_after_the_grace_period() {
     let app = billing_app().await;
     deliver(&app, &checkout("evt_1", START)).await;
     deliver(&app, &subscription("evt_2", "customer.subscription.created", START + 1, "sub_dev", "active", DEVELOPER_PRICE)).await;
-    let failed = event("evt_3", "invoice.payment_failed", START + 2, json!({ "id": "in_1", "object": "invoice", "customer": CUSTOMER, "subscription": "sub_dev" }));
-    assert_eq!(deliver(&app, &failed).await.status(), StatusCode::OK);
+    assert_eq!(deliver(&app, &payment_failed("evt_3", START + 2, "sub_dev")).await.status(), StatusCode::OK);
 
     app.clock.advance(7 * 86_400 - 10);
     assert_eq!(summary(&app).await["active_plans"], json!(["developer"]), "inside the 7-day grace period");
     app.clock.advance(20);
     assert_eq!(summary(&app).await["active_plans"], json!([]), "after the grace period");
+    app.stop().await;
+}
+
+const PROFESSIONAL_PRICE: &str = "price_ucca_professional_standard";
+const PATHWAY: &str = "/v1/analytics/pathway?from=BSB20120&to=BSB40120";
+
+async fn post_key(app: &TestApp, body: Value) -> JsonReply {
+    JsonReply::read(app.http.post(format!("{}/ops/keys", app.ops)).bearer_auth(OPS_KEY).json(&body).send().await.unwrap()).await
+}
+
+/// Creates a key for `EMAIL` and returns its id and secret.
+async fn key_for(app: &TestApp, tier: &str, subscription_id: Option<&str>) -> (String, String) {
+    let created = post_key(app, json!({ "user": EMAIL, "tier": tier, "subscription_id": subscription_id })).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{tier} key on {subscription_id:?}: {}", created.text);
+    assert_eq!(created.body["subscription_id"], json!(subscription_id));
+    (created.body["id"].as_str().unwrap().to_string(), created.body["key"].as_str().unwrap().to_string())
+}
+
+/// Maps each of `EMAIL`'s key ids to whether the key is active.
+async fn key_states(app: &TestApp) -> Vec<(String, bool)> {
+    let listed = app.http.get(format!("{}/ops/keys?user={EMAIL}", app.ops)).bearer_auth(OPS_KEY).send().await.unwrap();
+    assert_eq!(listed.status(), StatusCode::OK);
+    let listed: Value = listed.json().await.unwrap();
+    listed["keys"].as_array().unwrap().iter().map(|key| (key["id"].as_str().unwrap().to_string(), key["active"] == true)).collect()
+}
+
+#[actix_web::test]
+async fn ended_subscriptions_deactivate_their_keys() {
+    let app = spawn_app_with(|settings| {
+        settings.stripe_webhook_secret = Some(Secret::from_presented(WEBHOOK_SECRET));
+        settings.billing_grace_days = 0;
+    })
+    .await;
+    deliver(&app, &checkout("evt_1", START)).await;
+    deliver(&app, &subscription("evt_2", "customer.subscription.created", START + 1, "sub_pro", "active", PROFESSIONAL_PRICE)).await;
+    deliver(&app, &subscription("evt_3", "customer.subscription.created", START + 1, "sub_dev", "active", DEVELOPER_PRICE)).await;
+    deliver(&app, &subscription("evt_4", "customer.subscription.created", START + 1, "sub_corpus", "active", CORPUS_PRICE)).await;
+
+    let (pro_id, pro_key) = key_for(&app, "professional", Some("sub_pro")).await;
+    let (dev_id, dev_key) = key_for(&app, "developer", Some("sub_dev")).await;
+    let (corpus_id, corpus_key) = key_for(&app, "operational", Some("sub_corpus")).await;
+    let (plain_id, plain_key) = key_for(&app, "developer", None).await;
+    assert_eq!(app.get_with_token(PATHWAY, &pro_key).await.status(), StatusCode::OK, "the professional key works while paid");
+
+    // With no grace period, a failed payment ends the subscription once the clock reaches it.
+    app.clock.advance(10);
+    assert_eq!(deliver(&app, &payment_failed("evt_5", START + 2, "sub_pro")).await.status(), StatusCode::OK);
+    assert_eq!(app.get_with_token(PATHWAY, &pro_key).await.status(), StatusCode::UNAUTHORIZED, "the key of the unpaid subscription stops");
+    for (name, key) in [("developer", &dev_key), ("corpus", &corpus_key), ("plain", &plain_key)] {
+        assert_eq!(app.get_with_token("/v1/search?q=it", key).await.status(), StatusCode::OK, "the {name} key keeps working");
+    }
+
+    let deleted = subscription("evt_6", "customer.subscription.deleted", START + 3, "sub_dev", "canceled", DEVELOPER_PRICE);
+    assert_eq!(deliver(&app, &deleted).await.status(), StatusCode::OK);
+    assert_eq!(app.get_with_token("/v1/search?q=it", &dev_key).await.status(), StatusCode::UNAUTHORIZED, "the key of the deleted subscription stops");
+    for (name, key) in [("corpus", &corpus_key), ("plain", &plain_key)] {
+        assert_eq!(app.get_with_token("/v1/search?q=it", key).await.status(), StatusCode::OK, "the {name} key keeps working");
+    }
+
+    let expected = vec![(pro_id.clone(), false), (dev_id.clone(), false), (corpus_id.clone(), true), (plain_id.clone(), true)];
+    let mut states = key_states(&app).await;
+    states.sort_by_key(|(id, _)| [&pro_id, &dev_id, &corpus_id, &plain_id].iter().position(|known| *known == id));
+    assert_eq!(states, expected, "the listing shows which keys were deactivated");
+
+    // After a restart with a 7-day grace period the unpaid subscription counts as
+    // active again, so only a stored deactivation keeps its key stopped.
+    let clock = app.clock.clone();
+    let dir = app.stop().await.expect("spawn_app_with owns a temporary directory");
+    let app = spawn_app_in(dir.path(), clock).await;
+    assert_eq!(summary(&app).await["active_plans"], json!(["operational", "professional"]), "inside the default grace period");
+    assert_eq!(app.get_with_token(PATHWAY, &pro_key).await.status(), StatusCode::UNAUTHORIZED, "the deactivation outlives a restart");
+    assert_eq!(app.get_with_token("/v1/search?q=it", &dev_key).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.get_with_token("/v1/search?q=it", &corpus_key).await.status(), StatusCode::OK);
+    app.stop().await;
+    drop(dir);
+}
+
+#[actix_web::test]
+async fn ops_keys_check_the_subscription() {
+    let app = billing_app().await;
+    deliver(&app, &checkout("evt_1", START)).await;
+    deliver(&app, &subscription("evt_2", "customer.subscription.created", START + 1, "sub_pro", "active", PROFESSIONAL_PRICE)).await;
+    deliver(&app, &subscription("evt_3", "customer.subscription.created", START + 1, "sub_dev", "active", DEVELOPER_PRICE)).await;
+    deliver(&app, &subscription("evt_4", "customer.subscription.created", START + 1, "sub_old", "active", DEVELOPER_PRICE)).await;
+    deliver(&app, &subscription("evt_5", "customer.subscription.deleted", START + 2, "sub_old", "canceled", DEVELOPER_PRICE)).await;
+    deliver(&app, &subscription("evt_6", "customer.subscription.created", START + 1, "sub_unpaid", "active", DEVELOPER_PRICE)).await;
+    deliver(&app, &payment_failed("evt_7", START + 2, "sub_unpaid")).await;
+    deliver(&app, &checkout_for("evt_8", START + 3, "cus_OTHER", "cy@example.com")).await;
+    deliver(&app, &subscription_for("evt_9", "customer.subscription.created", START + 4, "cus_OTHER", "sub_cy", "active", PROFESSIONAL_PRICE)).await;
+    app.clock.advance(8 * 86_400);
+    deliver(&app, &subscription("evt_10", "customer.subscription.created", app.clock_now(), "sub_incomplete", "incomplete", DEVELOPER_PRICE)).await;
+
+    let cases = [
+        ("unknown subscription", EMAIL, "professional", "sub_doesnotexist", "has no subscription sub_doesnotexist"),
+        ("another user's subscription", EMAIL, "professional", "sub_cy", "has no subscription sub_cy"),
+        ("user without an account", "nobody@example.com", "professional", "sub_pro", "nobody@example.com has no subscription sub_pro"),
+        ("deleted subscription", EMAIL, "developer", "sub_old", "is not active because it was canceled"),
+        ("grace period over", EMAIL, "developer", "sub_unpaid", "is not active because a payment failed and the grace period has ended"),
+        ("incomplete subscription", EMAIL, "developer", "sub_incomplete", "is not active because its status is incomplete"),
+        ("higher tier", EMAIL, "professional", "sub_dev", "buys the developer plan, which does not cover tier professional"),
+    ];
+    for (description, user, tier, subscription_id, message) in cases {
+        let rejected = post_key(&app, json!({ "user": user, "tier": tier, "subscription_id": subscription_id })).await;
+        assert_eq!(rejected.status, StatusCode::BAD_REQUEST, "{description}: {}", rejected.text);
+        assert_eq!(rejected.body["error"], "invalid_request", "{description}");
+        let explanation = rejected.body["error_description"].as_str().unwrap_or_default();
+        assert!(explanation.contains(message), "{description}: {explanation}");
+        assert!(rejected.body.get("key").is_none(), "{description}: no key is shown");
+    }
+    assert!(key_states(&app).await.is_empty(), "no rejected request created a key");
+    let nobody = app.http.get(format!("{}/ops/keys?user=nobody@example.com", app.ops)).bearer_auth(OPS_KEY).send().await.unwrap();
+    assert_eq!(nobody.status(), StatusCode::NOT_FOUND, "no rejected request created a user");
+
+    let (_, pro_key) = key_for(&app, "professional", Some("sub_pro")).await;
+    assert_eq!(app.get_with_token(PATHWAY, &pro_key).await.status(), StatusCode::OK);
+    let (_, lower_key) = key_for(&app, "developer", Some("sub_pro")).await;
+    assert_eq!(app.get_with_token("/v1/search?q=it", &lower_key).await.status(), StatusCode::OK, "a professional subscription covers the developer tier");
+    assert_eq!(key_states(&app).await.len(), 2);
     app.stop().await;
 }
 
@@ -301,5 +449,27 @@ async fn account_page_shows_the_price_and_issues_the_client_secret() {
 
     let forged = Browser::new().post_form(&app.url("/account/systems-client/secret"), &[("csrf_token", csrf.as_str())]).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN, "a form without the browser's CSRF cookie is refused");
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn account_page_keys_end_with_their_subscription() {
+    let app = billing_app().await;
+    deliver(&app, &checkout("evt_1", START)).await;
+    deliver(&app, &subscription("evt_2", "customer.subscription.created", START + 1, "sub_dev", "active", DEVELOPER_PRICE)).await;
+    let browser = app.signed_in_browser(EMAIL).await;
+
+    let created = app.submit(&browser, "/account", "/account/keys", &[("tier", "developer")]).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let key = code_text(&created.body, "api-key");
+    assert_eq!(app.get_with_token("/v1/search?q=it", &key).await.status(), StatusCode::OK, "the new key works while the plan is paid");
+
+    let deleted = subscription("evt_3", "customer.subscription.deleted", START + 2, "sub_dev", "canceled", DEVELOPER_PRICE);
+    assert_eq!(deliver(&app, &deleted).await.status(), StatusCode::OK);
+    assert_eq!(app.get_with_token("/v1/search?q=it", &key).await.status(), StatusCode::UNAUTHORIZED, "the key ends with the subscription");
+
+    // With the plan gone, the account page offers no new key on it.
+    let refused = app.submit(&browser, "/account", "/account/keys", &[("tier", "developer")]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
     app.stop().await;
 }

@@ -215,11 +215,26 @@ async fn keys_rotate_deactivate_and_accept_the_legacy_header() {
         ("unknown tier", json!({ "user": "max@example.com", "tier": "platinum" }), StatusCode::BAD_REQUEST),
         ("bad email", json!({ "user": "max", "tier": "developer" }), StatusCode::BAD_REQUEST),
         ("unknown field", json!({ "user": "max@example.com", "tier": "developer", "colour": "red" }), StatusCode::BAD_REQUEST),
+        ("empty subscription", json!({ "user": "max@example.com", "tier": "developer", "subscription_id": "" }), StatusCode::BAD_REQUEST),
+        (
+            "unknown subscription",
+            json!({ "user": "max@example.com", "tier": "professional", "subscription_id": "sub_doesnotexist" }),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "subscription of a new user",
+            json!({ "user": "new@example.com", "tier": "professional", "subscription_id": "sub_doesnotexist" }),
+            StatusCode::BAD_REQUEST,
+        ),
     ];
     for (description, body, expected) in cases {
         let response = app.http.post(ops("/ops/keys")).bearer_auth(OPS_KEY).json(&body).send().await.unwrap();
         assert_eq!(response.status(), expected, "{description}");
     }
+    let listed: Value = app.http.get(ops("/ops/keys?user=max@example.com")).bearer_auth(OPS_KEY).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["keys"].as_array().unwrap().len(), 2, "only the first key and its replacement exist: {listed}");
+    let new_user = app.http.get(ops("/ops/keys?user=new@example.com")).bearer_auth(OPS_KEY).send().await.unwrap();
+    assert_eq!(new_user.status(), StatusCode::NOT_FOUND, "a rejected key creates no user");
     let missing = app.http.delete(ops("/ops/keys/nosuchkey")).bearer_auth(OPS_KEY).send().await.unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     app.stop().await;

@@ -21,7 +21,7 @@ use ucca_actors::accounts::{
 use ucca_actors::apikeys::{ApiKeyRecord, CreateKey, CreatedKey, DeactivateKey, GetKey, ListKeys, RotateKey, Rotation};
 use ucca_actors::billing::GetCustomerBilling;
 use ucca_actors::clients::GetClient;
-use ucca_actors::entitlements::active_plans;
+use ucca_actors::entitlements::{active_plans, subscription_covers};
 use ucca_actors::phone::{GetPhone, PhoneStatus};
 use ucca_actors::quotas::{next_month_start, MonthlyUsage};
 use ucca_actors::secret::Digest32;
@@ -535,9 +535,19 @@ async fn create_key(state: web::Data<AppState>, request: HttpRequest, body: web:
         );
     }
 
-    // A key on a plan bought by subscription carries that subscription, like the keys issued with it.
-    let subscription_id = keys.iter().find(|key| key.active && key.tier == tier).and_then(|key| key.subscription_id.clone());
-    let created = CreateKey { user_id, tier, subscription_id, now: state.now() };
+    // A key on a plan bought by subscription carries that subscription, so the key ends with it.
+    let billing = match ask(&state.services.billing, GetCustomerBilling { user_id: user_id.clone() }).await {
+        Ok(billing) => billing,
+        Err(Internal) => return internal_page(),
+    };
+    let now = state.now();
+    let subscription_id = billing
+        .subscriptions
+        .iter()
+        .find(|subscription| subscription.is_active(now, state.services.billing_grace) && subscription_covers(&state.catalog, subscription, &tier))
+        .map(|subscription| subscription.id.clone())
+        .or_else(|| keys.iter().find(|key| key.active && key.tier == tier).and_then(|key| key.subscription_id.clone()));
+    let created = CreateKey { user_id, tier, subscription_id, now };
     match ask(&state.services.api_keys, created).await {
         Ok(key) => new_key_page(&key, "New API key"),
         Err(Internal) => internal_page(),

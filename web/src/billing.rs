@@ -1,6 +1,7 @@
 //! The payment-provider webhook (`POST /billing/stripe/webhook`, Stripe's format)
 //! and what follows from a subscription change: entitlements, the provisioned
-//! client for a corpus customer's systems, and revoked grants.
+//! client for a corpus customer's systems, revoked grants, and deactivated
+//! API keys of ended subscriptions.
 //!
 //! A bad, missing or expired signature is 400 and changes nothing. A storage
 //! failure is 5xx so that the provider retries. No endpoint sets a price or a
@@ -151,17 +152,26 @@ async fn stripe_webhook(state: web::Data<AppState>, request: HttpRequest, body: 
 
     let Some(kind) = event_kind(&state, event_type, object).await? else {
         tracing::debug!(event_id = %id, event_type, "webhook event type not handled");
-        return Ok(HttpResponse::Ok().json(json!({ "received": true, "handled": false })));
+        return Ok(HttpResponse::Ok().json(json!({ "received": true, "handled": false, "pending": false })));
     };
     let applied = ask(&state.services.billing, ApplyEvent { event: BillingEvent { id: id.clone(), created, kind }, now: state.now() }).await?;
     tracing::info!(event_id = %id, event_type, outcome = ?applied, "webhook event received");
 
-    if let Applied::Applied { users } = &applied {
+    // A redelivered event is reconciled again, because Stripe redelivers after
+    // a 5xx and the first reconciliation may have failed partway.
+    if let Applied::Applied { users } | Applied::Duplicate { users } = &applied {
         for user_id in users {
             reconcile(&state, user_id).await?;
         }
     }
-    Ok(HttpResponse::Ok().json(json!({ "received": true, "handled": true, "duplicate": applied == Applied::Duplicate })))
+    // A held event gets a 2xx response too, because a retry by Stripe would only hold it again.
+    let pending = applied == Applied::Pending;
+    Ok(HttpResponse::Ok().json(json!({
+        "received": true,
+        "handled": !pending,
+        "pending": pending,
+        "duplicate": matches!(applied, Applied::Duplicate { .. }),
+    })))
 }
 
 /// Translates the event types this server acts on; `None` for any other type.
@@ -218,8 +228,8 @@ async fn checkout_user(state: &AppState, object: &Value) -> Result<String, ApiEr
 }
 
 /// Brings a user's derived state in line with their subscriptions: a
-/// provisioned client while the corpus subscription is active, and no grant
-/// beyond what they now hold.
+/// provisioned client while the corpus subscription is active, no grant
+/// beyond what they now hold, and no active API key of an ended subscription.
 async fn reconcile(state: &AppState, user_id: &str) -> Result<(), ApiError> {
     let now = state.now();
     let billing = ask(&state.services.billing, GetCustomerBilling { user_id: user_id.to_string() }).await?;
@@ -230,7 +240,7 @@ async fn reconcile(state: &AppState, user_id: &str) -> Result<(), ApiError> {
         provision_client(state, user_id).await?;
     }
     revoke_grants_beyond_held(&state.services, &state.catalog, user_id, now).await.map_err(|error| {
-        tracing::error!(%error, user_id, "grants beyond the user's plans could not be revoked");
+        tracing::error!(%error, user_id, "revoking grants beyond the user's plans or deactivating keys of ended subscriptions failed");
         ApiError::internal()
     })?;
     Ok(())

@@ -6,6 +6,8 @@ use serde::Deserialize;
 use serde_json::json;
 use ucca_actors::accounts::{normalize_email, EnsureUser, FindUser};
 use ucca_actors::apikeys::{ApiKeyRecord, CreateKey, CreatedKey, DeactivateKey, KeyChange, ListKeys, RotateKey, Rotation};
+use ucca_actors::billing::{GetCustomerBilling, SubscriptionRecord};
+use ucca_actors::entitlements::subscription_covers;
 
 use crate::errors::{ask, ApiError};
 use crate::params::Params;
@@ -59,10 +61,64 @@ async fn create_key(state: web::Data<AppState>, body: web::Bytes) -> Result<Http
         return Err(ApiError::bad_request("invalid_request", "subscription_id must be 1 to 255 characters"));
     }
 
+    if let Some(subscription_id) = &request.subscription_id {
+        check_subscription(&state, &email, &request.tier, subscription_id).await?;
+    }
+
     // A key for an address nobody has signed in with yet creates the user.
-    let user = ask(&state.services.accounts, EnsureUser { email, now: state.now() }).await?;
+    let user = ask(&state.services.accounts, EnsureUser { email: email.clone(), now: state.now() }).await?;
     let key = CreateKey { user_id: user.user_id, tier: request.tier, subscription_id: request.subscription_id, now: state.now() };
-    Ok(created(&ask(&state.services.api_keys, key).await?))
+    let new_key = ask(&state.services.api_keys, key).await?;
+
+    // The subscription may have ended between the check and the creation, after
+    // the webhook had deactivated its keys, so the new key is checked again.
+    if let Some(subscription_id) = &new_key.record.subscription_id {
+        if let Err(rejection) = check_subscription(&state, &email, &new_key.record.tier, subscription_id).await {
+            ask(&state.services.api_keys, DeactivateKey { id: new_key.record.id.clone() }).await?;
+            return Err(rejection);
+        }
+    }
+    Ok(created(&new_key))
+}
+
+/// Checks that `subscription_id` names an active subscription of the user with
+/// `email` that covers plan `tier`, so that the key can be tied to it.
+async fn check_subscription(state: &AppState, email: &str, tier: &str, subscription_id: &str) -> Result<(), ApiError> {
+    let rejected = |description: String| ApiError::bad_request("invalid_request", description);
+    let not_theirs = || {
+        rejected(format!(
+            "{email} has no subscription {subscription_id}. GET /ops/billing/customers/{email} lists their subscriptions."
+        ))
+    };
+    let Some(user) = ask(&state.services.accounts, FindUser { email: email.to_string() }).await? else { return Err(not_theirs()) };
+    let billing = ask(&state.services.billing, GetCustomerBilling { user_id: user.user_id }).await?;
+    let Some(subscription) = billing.subscriptions.iter().find(|subscription| subscription.id == subscription_id) else {
+        return Err(not_theirs());
+    };
+
+    if !subscription.is_active(state.now(), state.services.billing_grace) {
+        let reason = inactive_reason(subscription);
+        return Err(rejected(format!("subscription {subscription_id} is not active because {reason}, so no new key can be tied to it")));
+    }
+    if !subscription_covers(&state.catalog, subscription, tier) {
+        let plans: Vec<&str> = subscription.price_ids.iter().filter_map(|price| state.catalog.plan_for_price(price)).collect();
+        let bought = if plans.is_empty() { "no plan of the catalog".to_string() } else { format!("the {} plan", plans.join(" and ")) };
+        return Err(rejected(format!(
+            "subscription {subscription_id} buys {bought}, which does not cover tier {tier}. Use a tier that the subscription covers."
+        )));
+    }
+    Ok(())
+}
+
+/// Explains why a subscription that is not active grants nothing.
+fn inactive_reason(subscription: &SubscriptionRecord) -> String {
+    if subscription.canceled {
+        "it was canceled".to_string()
+    } else if !matches!(subscription.status.as_str(), "active" | "trialing" | "past_due") {
+        format!("its status is {}", subscription.status)
+    } else {
+        "a payment failed and the grace period has ended".to_string()
+    }
 }
 
 async fn list_keys(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
