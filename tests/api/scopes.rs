@@ -580,5 +580,24 @@ async fn wrong_method_is_405_and_counts_nothing() {
     assert_eq!(get_token.body["error"], "method_not_allowed", "{}", get_token.text);
     assert!(get_token.body["error_description"].as_str().unwrap_or_default().contains("POST"), "{}", get_token.text);
 
+    // A known path with another method is a 405 naming the methods it serves, on both listeners.
+    let rows = [
+        (Method::GET, app.url("/auth/email"), "POST"),
+        (Method::GET, app.url("/billing/stripe/webhook"), "POST"),
+        (Method::DELETE, app.url("/auth/verify"), "GET"),
+        (Method::POST, format!("{}/ops/usage", app.ops), "GET"),
+        (Method::PUT, format!("{}/ops/keys", app.ops), "POST"),
+        (Method::POST, format!("{}/ops/users/ada@example.com/entitlements", app.ops), "PUT"),
+    ];
+    for (method, url, allowed) in rows {
+        let reply = JsonReply::read(app.http.request(method.clone(), &url).bearer_auth(OPS_KEY).send().await.unwrap()).await;
+        assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {url}: {}", reply.text);
+        assert!(reply.header("allow").contains(allowed), "{method} {url}: Allow {:?}", reply.header("allow"));
+        assert_eq!(reply.body["error"], "method_not_allowed", "{method} {url}: {}", reply.text);
+    }
+    let unknown = JsonReply::read(app.http.get(app.url("/nowhere")).send().await.unwrap()).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(unknown.body["error_description"], "no resource at /nowhere accepts GET");
+
     app.stop().await;
 }

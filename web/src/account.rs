@@ -36,13 +36,13 @@ use crate::state::AppState;
 
 pub fn configure(config: &mut web::ServiceConfig) {
     config
-        .route("/account", web::get().to(account_page))
-        .route("/account/sessions/end", web::post().to(end_session))
-        .route("/account/sessions/end-others", web::post().to(end_other_sessions))
-        .route("/account/applications/revoke", web::post().to(revoke_application))
-        .route("/account/keys", web::post().to(create_key))
-        .route("/account/keys/rotate", web::post().to(rotate_key))
-        .route("/account/delete", web::post().to(delete_account_form));
+        .service(web::resource("/account").get(account_page))
+        .service(web::resource("/account/sessions/end").post(end_session))
+        .service(web::resource("/account/sessions/end-others").post(end_other_sessions))
+        .service(web::resource("/account/applications/revoke").post(revoke_application))
+        .service(web::resource("/account/keys").post(create_key))
+        .service(web::resource("/account/keys/rotate").post(rotate_key))
+        .service(web::resource("/account/delete").post(delete_account_form));
 }
 
 /// Path of the account page, where sign-in returns after a request to it or to one of its forms.

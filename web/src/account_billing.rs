@@ -17,7 +17,7 @@ use crate::session::current_user;
 use crate::state::AppState;
 
 pub fn configure(config: &mut web::ServiceConfig) {
-    config.route("/account/systems-client/secret", web::post().to(generate_client_secret));
+    config.service(web::resource("/account/systems-client/secret").post(generate_client_secret));
 }
 
 /// Renders the billing section of a signed-in person's account page. `csrf_token` is the page's form token.

@@ -22,9 +22,7 @@ use crate::session::current_user;
 use crate::state::AppState;
 
 pub fn configure(config: &mut web::ServiceConfig) {
-    config
-        .route("/oauth/authorize", web::get().to(authorize_page))
-        .route("/oauth/authorize", web::post().to(authorize_decision));
+    config.service(web::resource("/oauth/authorize").get(authorize_page).post(authorize_decision));
 }
 
 /// Form fields the consent page adds to the request's own parameters.

@@ -26,12 +26,12 @@ const SIGNATURE_TOLERANCE: u64 = 300;
 const PROVISIONED_REDIRECT_URI: &str = "http://127.0.0.1/callback";
 
 pub fn configure(config: &mut web::ServiceConfig) {
-    config.route("/billing/stripe/webhook", web::post().to(stripe_webhook));
+    config.service(web::resource("/billing/stripe/webhook").post(stripe_webhook));
 }
 
 /// Ops routes: what a customer pays. Read-only by design.
 pub fn configure_ops(scope: actix_web::Scope) -> actix_web::Scope {
-    scope.route("/billing/customers/{email}", web::get().to(customer_billing))
+    scope.service(web::resource("/billing/customers/{email}").get(customer_billing))
 }
 
 /// Summarises a customer's subscriptions, active plans and the price of each plan for them.

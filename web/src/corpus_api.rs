@@ -31,7 +31,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
             .service(guarded("/lookup", Capability::Lookup).route(web::get().to(lookup)))
             .service(guarded("/ladder", Capability::Ladder).route(web::get().to(ladder)))
             .service(guarded("/analytics/pathway", Capability::Pathway).route(web::get().to(pathway)))
-            .route("/pathway", web::get().to(pathway_moved)),
+            .service(web::resource("/pathway").get(pathway_moved)),
     );
 }
 

@@ -10,11 +10,11 @@ pub fn configure(config: &mut web::ServiceConfig) {
     config.service(
         web::scope("/.well-known")
             .wrap(for_browser_clients())
-            .route("/oauth-authorization-server", web::get().to(authorization_server))
+            .service(web::resource("/oauth-authorization-server").get(authorization_server))
             // The REST surface is the default resource, so its metadata is also at the bare URL.
-            .route("/oauth-protected-resource", web::get().to(rest_resource))
-            .route("/oauth-protected-resource/v1", web::get().to(rest_resource))
-            .route("/oauth-protected-resource/mcp", web::get().to(mcp_resource)),
+            .service(web::resource("/oauth-protected-resource").get(rest_resource))
+            .service(web::resource("/oauth-protected-resource/v1").get(rest_resource))
+            .service(web::resource("/oauth-protected-resource/mcp").get(mcp_resource)),
     );
 }
 

@@ -14,7 +14,7 @@ use crate::middleware::authenticate;
 use crate::state::{AppState, ForwardRoute};
 
 pub fn configure(config: &mut web::ServiceConfig) {
-    config.route("/auth/check", web::get().to(check)).route("/auth/check", web::head().to(check));
+    config.service(web::resource("/auth/check").get(check).head(check));
 }
 
 /// The original method and URI, from Traefik/Caddy-style headers or nginx's conventional ones.

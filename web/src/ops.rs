@@ -30,12 +30,11 @@ pub fn configure(config: &mut web::ServiceConfig) {
     config.service(
         scope
             .wrap(from_fn(require_ops_key))
-            .route("/clients", web::post().to(register_client))
-            .route("/clients", web::get().to(list_clients))
-            .route("/clients/{client_id}", web::delete().to(deactivate_client))
-            .route("/users/{email}/entitlements", web::put().to(set_entitlements))
-            .route("/users/{email}/entitlements", web::get().to(get_entitlements))
-            .route("/users/{email}/consents/{client_id}", web::delete().to(withdraw_consent)),
+            // One resource per path, so a known path with another method gets a 405 rather than a 404.
+            .service(web::resource("/clients").post(register_client).get(list_clients))
+            .service(web::resource("/clients/{client_id}").delete(deactivate_client))
+            .service(web::resource("/users/{email}/entitlements").put(set_entitlements).get(get_entitlements))
+            .service(web::resource("/users/{email}/consents/{client_id}").delete(withdraw_consent)),
     );
 }
 

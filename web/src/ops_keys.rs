@@ -15,10 +15,9 @@ use crate::state::AppState;
 
 pub fn configure(scope: actix_web::Scope) -> actix_web::Scope {
     scope
-        .route("/keys", web::post().to(create_key))
-        .route("/keys", web::get().to(list_keys))
-        .route("/keys/{id}/rotate", web::post().to(rotate_key))
-        .route("/keys/{id}", web::delete().to(deactivate_key))
+        .service(web::resource("/keys").post(create_key).get(list_keys))
+        .service(web::resource("/keys/{id}/rotate").post(rotate_key))
+        .service(web::resource("/keys/{id}").delete(deactivate_key))
 }
 
 pub fn key_json(record: &ApiKeyRecord) -> serde_json::Value {

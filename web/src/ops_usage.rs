@@ -12,7 +12,7 @@ use crate::params::Params;
 use crate::state::AppState;
 
 pub fn configure(scope: actix_web::Scope) -> actix_web::Scope {
-    scope.route("/users/{email}/usage", web::get().to(user_usage)).route("/usage", web::get().to(aggregate))
+    scope.service(web::resource("/users/{email}/usage").get(user_usage)).service(web::resource("/usage").get(aggregate))
 }
 
 async fn user_usage(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {

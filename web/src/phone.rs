@@ -24,10 +24,9 @@ use crate::state::AppState;
 
 pub fn configure(config: &mut web::ServiceConfig) {
     config
-        .route("/account/phone", web::get().to(phone_page))
-        .route("/account/phone", web::post().to(send_code))
-        .route("/account/phone/verify", web::post().to(verify_code))
-        .route("/account/phone/remove", web::post().to(remove_number));
+        .service(web::resource("/account/phone").get(phone_page).post(send_code))
+        .service(web::resource("/account/phone/verify").post(verify_code))
+        .service(web::resource("/account/phone/remove").post(remove_number));
 }
 
 /// Path of the phone page, where sign-in returns after a request to it or to one of its forms.

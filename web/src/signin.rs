@@ -32,13 +32,13 @@ use crate::session::{current_user, expired_session_cookie, presented_session, se
 use crate::state::{client_ip, AppState};
 
 pub fn configure(config: &mut web::ServiceConfig) {
+    // One resource per path, so a known path with another method gets a 405 rather than a 404.
     config
-        .route("/auth", web::get().to(sign_in_page))
-        .route("/auth/email", web::post().to(request_link))
-        .route("/auth/verify", web::get().to(confirm_page))
-        .route("/auth/verify", web::post().to(confirm))
-        .route("/auth/resend", web::post().to(resend_link))
-        .route("/auth/logout", web::post().to(sign_out));
+        .service(web::resource("/auth").get(sign_in_page))
+        .service(web::resource("/auth/email").post(request_link))
+        .service(web::resource("/auth/verify").get(confirm_page).post(confirm))
+        .service(web::resource("/auth/resend").post(resend_link))
+        .service(web::resource("/auth/logout").post(sign_out));
 }
 
 /// Longest return path accepted, in bytes. The largest authorization request the
