@@ -285,6 +285,8 @@ pub struct Settings {
     pub smtp_password: Option<Secret>,
     /// Retries of mail the SMTP relay refused for now; not a flag, tests shorten it.
     pub mail_retry: RetryPolicy,
+    /// Time between sweeps of expired records and ended grace periods; not a flag, tests shorten it.
+    pub sweep_interval: std::time::Duration,
     pub sms_gateway_url: Option<String>,
     pub sms_account_sid: Option<String>,
     /// From `UCCA_SMS_AUTH_TOKEN` only.
@@ -347,6 +349,7 @@ impl Settings {
             http_workers: std::thread::available_parallelism().map_or(2, |cores| cores.get()),
             smtp_password: None,
             mail_retry: RetryPolicy::default(),
+            sweep_interval: std::time::Duration::from_secs(60),
             sms_gateway_url: None,
             sms_account_sid: None,
             sms_auth_token: None,
@@ -399,6 +402,7 @@ impl Settings {
             http_workers: defaults.http_workers,
             smtp_password: secret_from_env("UCCA_SMTP_PASSWORD"),
             mail_retry: defaults.mail_retry,
+            sweep_interval: defaults.sweep_interval,
             sms_gateway_url: args.sms_gateway_url.or(file.sms_gateway_url),
             sms_account_sid: args.sms_account_sid.or(file.sms_account_sid),
             sms_auth_token: secret_from_env("UCCA_SMS_AUTH_TOKEN"),

@@ -27,8 +27,6 @@ const DEMO_CORPUS: &str = include_str!("../data/corpus.json");
 const DEFAULT_CATALOG: &str = include_str!("../data/catalog.toml");
 /// The demo framework shipped in `data/`, served by `--mcp-tools framework` without `--framework`.
 const DEMO_FRAMEWORK: &str = include_str!("../data/framework.json");
-/// Seconds between sweeps of expired codes, tokens, links and sessions.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// Seconds a stopping server waits for in-flight requests.
 const SHUTDOWN_TIMEOUT: u64 = 10;
 
@@ -90,7 +88,7 @@ impl Application {
             accounts: accounts_config(&settings),
             mail,
             sms: sms_config(&settings)?,
-            sweep_interval: SWEEP_INTERVAL,
+            sweep_interval: settings.sweep_interval,
             usage_retention: settings.usage_retention_days * 86_400,
             billing_grace: settings.billing_grace_days * 86_400,
         };

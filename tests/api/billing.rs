@@ -473,3 +473,36 @@ async fn account_page_keys_end_with_their_subscription() {
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn sweeper_ends_keys_when_the_grace_period_runs_out() {
+    let app = spawn_app_with(|settings| {
+        settings.stripe_webhook_secret = Some(Secret::from_presented(WEBHOOK_SECRET));
+        settings.sweep_interval = std::time::Duration::from_millis(50);
+    })
+    .await;
+    deliver(&app, &checkout("evt_1", START)).await;
+    deliver(&app, &subscription("evt_2", "customer.subscription.created", START + 1, "sub_dev", "active", DEVELOPER_PRICE)).await;
+    let (key_id, key) = key_for(&app, "developer", Some("sub_dev")).await;
+    assert_eq!(deliver(&app, &payment_failed("evt_3", START + 2, "sub_dev")).await.status(), StatusCode::OK);
+
+    // Inside the 7-day grace period the key keeps working, sweeps or not.
+    app.clock.advance(7 * 86_400 - 10);
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(app.get_with_token("/v1/search?q=it", &key).await.status(), StatusCode::OK, "inside the grace period");
+
+    // No webhook arrives when the grace period ends: only the sweeper can notice.
+    app.clock.advance(20);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut status = StatusCode::OK;
+    while std::time::Instant::now() < deadline {
+        status = app.get_with_token("/v1/search?q=it", &key).await.status();
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a sweep after the grace period ends the key");
+    assert_eq!(key_states(&app).await, vec![(key_id, false)]);
+    app.stop().await;
+}
