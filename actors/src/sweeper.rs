@@ -1,6 +1,7 @@
 //! The sweeper: an async actor that periodically asks each state actor to
 //! delete what has expired, and once a second flushes counters and usage.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,14 +27,16 @@ pub struct Sweeper {
     interval: Duration,
     /// Seconds to keep usage events.
     usage_retention: u64,
-    /// The time up to which ended grace periods have been enforced.
-    grace_checked_until: UnixTime,
+    /// The time up to which ended grace periods have been enforced. It starts
+    /// at 0, so the first sweep after a start also enforces the grace periods
+    /// that ended while the server was stopped. It advances only after a
+    /// successful check, so the next sweep repeats a failed one.
+    grace_checked_until: Arc<AtomicU64>,
 }
 
 impl Sweeper {
     pub fn new(services: Services, clock: Arc<dyn Clock>, interval: Duration, usage_retention: u64) -> Sweeper {
-        let grace_checked_until = clock.now();
-        Sweeper { services, clock, interval, usage_retention, grace_checked_until }
+        Sweeper { services, clock, interval, usage_retention, grace_checked_until: Arc::new(AtomicU64::new(0)) }
     }
 }
 
@@ -53,9 +56,12 @@ impl Actor for Sweeper {
             let services = sweeper.services.clone();
             let now = sweeper.clock.now();
             let retention = sweeper.usage_retention;
-            let since = std::mem::replace(&mut sweeper.grace_checked_until, now);
+            let checked_until = sweeper.grace_checked_until.clone();
             actix::spawn(async move {
-                enforce_ended_grace(&services, since, now).await;
+                let since = checked_until.load(Ordering::SeqCst);
+                if enforce_ended_grace(&services, since, now).await {
+                    checked_until.fetch_max(now, Ordering::SeqCst);
+                }
                 let results = [
                     ("codes", services.codes.send(SweepCodes { now }).await),
                     ("tokens", services.tokens.send(SweepTokens { now }).await),
@@ -91,19 +97,32 @@ impl Handler<StopSweeping> for Sweeper {
 }
 
 /// Revokes the grants of users whose grace period after a failed payment ended in `(since, now]`.
-async fn enforce_ended_grace(services: &Services, since: UnixTime, now: UnixTime) {
+/// Ends the plans of users whose grace period ended in `(since, now]`; returns
+/// whether every user was handled, so that a failure is retried.
+async fn enforce_ended_grace(services: &Services, since: UnixTime, now: UnixTime) -> bool {
     let ended = services.billing.send(GraceEnded { since, until: now, grace: services.billing_grace }).await;
     let users = match ended {
         Ok(Ok(users)) => users,
-        Ok(Err(error)) => return tracing::error!(%error, "grace period check failed"),
-        Err(error) => return tracing::error!(%error, "grace period check was not delivered"),
+        Ok(Err(error)) => {
+            tracing::error!(%error, "grace period check failed");
+            return false;
+        }
+        Err(error) => {
+            tracing::error!(%error, "grace period check was not delivered");
+            return false;
+        }
     };
+    let mut complete = true;
     for user_id in users {
         match revoke_grants_beyond_held(services, &services.catalog, &user_id, now).await {
-            Ok(revoked) => tracing::info!(target: "ucca::security", user_id = %user_id, revoked, "grace period ended; grants beyond the user's plans revoked"),
-            Err(error) => tracing::error!(%error, user_id = %user_id, "grants could not be revoked after the grace period"),
+            Ok(revoked) => tracing::info!(target: "ucca::security", user_id = %user_id, revoked, "grace period ended; grants and keys beyond the user's plans revoked"),
+            Err(error) => {
+                tracing::error!(%error, user_id = %user_id, "grants could not be revoked after the grace period; the next sweep retries");
+                complete = false;
+            }
         }
     }
+    complete
 }
 
 /// Removes self-registered clients unused for 90 days and revokes what they still hold.

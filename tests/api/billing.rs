@@ -506,3 +506,31 @@ async fn sweeper_ends_keys_when_the_grace_period_runs_out() {
     assert_eq!(key_states(&app).await, vec![(key_id, false)]);
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn grace_period_that_ends_while_stopped_is_enforced_at_start() {
+    let configure = |settings: &mut ucca_auth::settings::Settings| {
+        settings.stripe_webhook_secret = Some(Secret::from_presented(WEBHOOK_SECRET));
+        settings.sweep_interval = std::time::Duration::from_millis(50);
+    };
+    let app = spawn_app_with(configure).await;
+    deliver(&app, &checkout("evt_1", START)).await;
+    deliver(&app, &subscription("evt_2", "customer.subscription.created", START + 1, "sub_dev", "active", DEVELOPER_PRICE)).await;
+    let (key_id, key) = key_for(&app, "developer", Some("sub_dev")).await;
+    assert_eq!(deliver(&app, &payment_failed("evt_3", START + 2, "sub_dev")).await.status(), StatusCode::OK);
+
+    // The grace period runs out while the server is stopped.
+    let clock = app.clock.clone();
+    let dir = app.stop().await.expect("spawn_app_with owns a temporary directory");
+    clock.advance(8 * 86_400);
+    let app = spawn_app_configured(dir.path(), clock, configure).await;
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline && key_states(&app).await == vec![(key_id.clone(), true)] {
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(key_states(&app).await, vec![(key_id, false)], "the first sweep after the start ends the key");
+    assert_eq!(app.get_with_token("/v1/search?q=it", &key).await.status(), StatusCode::UNAUTHORIZED);
+    app.stop().await;
+    drop(dir);
+}

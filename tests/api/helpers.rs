@@ -57,7 +57,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     app
 }
 
-async fn spawn_app_configured(data_dir: &Path, clock: Arc<ManualClock>, configure: impl FnOnce(&mut Settings)) -> TestApp {
+/// Starts the application on `data_dir` after `configure` adjusts the settings, as after a restart with other settings.
+pub async fn spawn_app_configured(data_dir: &Path, clock: Arc<ManualClock>, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = Settings::defaults();
     settings.bind = "127.0.0.1:0".parse().unwrap();
     settings.ops_bind = "127.0.0.1:0".parse().unwrap();
