@@ -257,10 +257,14 @@ impl MetadataError {
 /// Checks a client name and returns it trimmed.
 pub fn check_client_name(raw: Option<&str>) -> Result<String, MetadataError> {
     let name = raw.map(str::trim).unwrap_or_default();
-    if name.is_empty() || name.len() > MAX_CLIENT_NAME_LEN || name.chars().any(char::is_control) {
-        return Err(MetadataError::Metadata(format!(
-            "client_name is required: 1 to {MAX_CLIENT_NAME_LEN} bytes of text without control characters"
-        )));
+    if name.is_empty() {
+        return Err(MetadataError::Metadata(format!("client_name is missing: send 1 to {MAX_CLIENT_NAME_LEN} bytes of text")));
+    }
+    if name.len() > MAX_CLIENT_NAME_LEN {
+        return Err(MetadataError::Metadata(format!("client_name is {} bytes long; the limit is {MAX_CLIENT_NAME_LEN}", name.len())));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(MetadataError::Metadata("client_name contains a control character".to_string()));
     }
     Ok(name.to_string())
 }

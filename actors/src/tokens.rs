@@ -117,7 +117,10 @@ struct TokenClaims {
     grant_id: String,
     client_id: String,
     user_id: String,
+    /// The access token's scopes: the grant's, or fewer after a narrowing refresh.
     scopes: Vec<String>,
+    /// The refresh token's scopes, always the grant's (RFC 6749 section 6).
+    grant_scopes: Vec<String>,
     resource: String,
 }
 
@@ -134,7 +137,7 @@ impl Tokens {
                 let grant = GrantRecord {
                     client_id: claims.client_id.clone(),
                     user_id: claims.user_id.clone(),
-                    scopes: claims.scopes.clone(),
+                    scopes: claims.grant_scopes.clone(),
                     revoked: false,
                     expires_at,
                 };
@@ -159,7 +162,7 @@ impl Tokens {
             grant_id: claims.grant_id.clone(),
             client_id: claims.client_id.clone(),
             user_id: claims.user_id.clone(),
-            scopes: claims.scopes.clone(),
+            scopes: if kind == TokenKind::Refresh { claims.grant_scopes.clone() } else { claims.scopes.clone() },
             resource: claims.resource.clone(),
             issued_at: now,
             expires_at: now + ttl,
@@ -226,6 +229,7 @@ impl Handler<IssueTokens> for Tokens {
             grant_id: message.grant_id,
             client_id: message.client_id,
             user_id: message.user_id,
+            grant_scopes: message.scopes.clone(),
             scopes: message.scopes,
             resource: message.resource,
         };
@@ -301,13 +305,14 @@ impl Handler<RefreshTokens> for Tokens {
         if message.resource.as_ref().is_some_and(|resource| *resource != record.resource) {
             return Ok(Refresh::WrongResource);
         }
-        // RFC 6749 section 6: a refresh may ask for any part of what the grant allowed, even after narrowing.
+        // RFC 6749 section 6: a refresh may ask for any part of what the grant allowed,
+        // even after narrowing, and one that names no scope gets the whole grant.
         let scopes = match message.scopes {
             Some(requested) if requested.iter().any(|scope| !grant.scopes.contains(scope)) => {
                 return Ok(Refresh::ScopeExceeded);
             }
             Some(requested) => requested,
-            None => record.scopes.clone(),
+            None => grant.scopes.clone(),
         };
 
         // First use of this token: mark it as its parent's live successor, unless a later refresh replaced it.
@@ -329,6 +334,7 @@ impl Handler<RefreshTokens> for Tokens {
             client_id: record.client_id.clone(),
             user_id: record.user_id.clone(),
             scopes: scopes.clone(),
+            grant_scopes: grant.scopes.clone(),
             resource: record.resource.clone(),
         };
         if !self.extend_grant(&claims, now + message.access_ttl.max(message.refresh_ttl))? {

@@ -162,6 +162,28 @@ async fn bad_request_redirects_error_to_client() {
         ("scope held only by the ops key", valid().with("scope", "ucca:admin"), WEB_REDIRECT, "invalid_scope", true),
         ("resource unknown", valid().with("resource", "https://api.example/v1"), WEB_REDIRECT, "invalid_target", true),
         ("resource is the issuer itself", valid().with("resource", &app.issuer), WEB_REDIRECT, "invalid_target", true),
+        (
+            "two different resources",
+            valid().with("resource", &format!("{}/v1", app.issuer)).plus("resource", &format!("{}/mcp", app.issuer)),
+            WEB_REDIRECT,
+            "invalid_target",
+            true,
+        ),
+        // The next two reach the response_type check, so neither repeat was taken for an error.
+        (
+            "an unrecognized parameter repeated is ignored",
+            valid().plus("foo", "1").plus("foo", "2").with("response_type", "token"),
+            WEB_REDIRECT,
+            "unsupported_response_type",
+            true,
+        ),
+        (
+            "resource repeated with the same value",
+            valid().with("resource", &format!("{}/v1", app.issuer)).plus("resource", &format!("{}/v1", app.issuer)).with("response_type", "token"),
+            WEB_REDIRECT,
+            "unsupported_response_type",
+            true,
+        ),
         ("prompt none without a session", valid().with("prompt", "none"), WEB_REDIRECT, "login_required", true),
         ("prompt unknown", valid().with("prompt", "sometimes"), WEB_REDIRECT, "invalid_request", true),
         (
@@ -383,5 +405,19 @@ async fn longest_valid_request_reaches_sign_in() {
     let consent = browser.get(&app.url(confirmed.location())).await;
     assert_eq!(consent.status, StatusCode::OK, "consent after sign-in: {}", consent.body);
 
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn long_unknown_scope_is_quoted_shortened() {
+    let app = spawn_app().await;
+    let web = register(&app, &[WEB_REDIRECT], "client_secret_basic").await;
+    let scope = "x".repeat(5000);
+    let page = Browser::new().get(&authorize_url(&app, &valid_request(&web, WEB_REDIRECT).with("scope", &scope))).await;
+    let location = url::Url::parse(page.location()).unwrap_or_else(|_| panic!("Location {:?}", page.location()));
+    assert_eq!(query_value(&location, "error").as_deref(), Some("invalid_scope"));
+    let description = query_value(&location, "error_description").unwrap_or_default();
+    assert!(description.starts_with(&format!("scope {}…", "x".repeat(64))), "{description}");
+    assert!(description.len() < 200, "the description quotes only the start of the scope: {} bytes", description.len());
     app.stop().await;
 }

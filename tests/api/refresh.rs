@@ -257,6 +257,14 @@ async fn refresh_narrows_scope() {
     assert_eq!(described.body["scope"], "read", "introspected scope, body {}", described.text);
     assert_eq!(setup.api_status(&narrowed.access).await, StatusCode::OK, "API call with the narrowed token");
 
+    // RFC 6749 section 6: the new refresh token keeps the grant's scope, and a
+    // refresh that names no scope gets all of it back.
+    let refresh_described = setup.app.introspect_token(&setup.client, &narrowed.refresh, None).await;
+    assert_eq!(refresh_described.body["scope"], CLIENT_SCOPES, "introspected refresh token scope, body {}", refresh_described.text);
+    let widened = setup.app.refresh_grant(&setup.client, &narrowed.refresh, &[]).await;
+    assert_eq!(widened.status, StatusCode::OK, "{}", widened.text);
+    assert_eq!(widened.body["scope"], CLIENT_SCOPES, "a refresh without scope returns to the grant's scope");
+
     setup.app.stop().await;
 }
 

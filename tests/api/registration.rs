@@ -188,6 +188,19 @@ async fn bad_registration_is_rejected_and_stores_nothing() {
         assert!(!reply.body["error_description"].as_str().unwrap_or("").is_empty(), "{description}: error_description is empty");
     }
 
+    // Each kind of bad name gets its own message.
+    let names = [
+        (json!("   "), "client_name is missing: send 1 to 200 bytes of text"),
+        (json!("n".repeat(201)), "client_name is 201 bytes long; the limit is 200"),
+        (json!("tab\there"), "client_name contains a control character"),
+    ];
+    for (name, expected) in names {
+        let reply = post_raw(&app, &json!({ "client_name": name, "redirect_uris": [REDIRECT] }).to_string()).await;
+        assert_eq!(reply.body["error_description"], expected, "{}", reply.text);
+    }
+    let listed_array = post_raw(&app, &json!([1]).to_string()).await;
+    assert!(listed_array.body["error_description"].as_str().unwrap_or("").contains("the body is not a JSON object"), "{}", listed_array.text);
+
     let listed = list_clients(&app).await;
     assert_eq!(listed.status, StatusCode::OK);
     assert_eq!(listed.body["clients"], json!([]), "a rejected registration stored a client");

@@ -595,6 +595,13 @@ async fn wrong_method_is_405_and_counts_nothing() {
         assert!(reply.header("allow").contains(allowed), "{method} {url}: Allow {:?}", reply.header("allow"));
         assert_eq!(reply.body["error"], "method_not_allowed", "{method} {url}: {}", reply.text);
     }
+    // HEAD is GET without the body (RFC 9110 section 9.3.2).
+    let head = app.http.head(app.url("/.well-known/oauth-authorization-server")).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    let length: usize = head.headers().get("content-length").and_then(|value| value.to_str().ok()).and_then(|value| value.parse().ok()).unwrap_or(0);
+    assert!(length > 0, "HEAD announces the length of the GET body");
+    assert!(head.bytes().await.unwrap().is_empty(), "HEAD sends no body");
+
     let unknown = JsonReply::read(app.http.get(app.url("/nowhere")).send().await.unwrap()).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(unknown.body["error_description"], "no resource at /nowhere accepts GET");

@@ -128,6 +128,21 @@ async fn bad_token_request_consumes_nothing() {
         BadRequest::form("code repeated", basic(), &valid.clone().plus("code", &code), bad, "invalid_request"),
         BadRequest::form("grant_type repeated", basic(), &valid.clone().plus("grant_type", "authorization_code"), bad, "invalid_request"),
         BadRequest::form("grant_type missing", basic(), &valid.clone().without("grant_type"), bad, "invalid_request"),
+        BadRequest::form(
+            "two different resources",
+            basic(),
+            &valid.clone().plus("resource", &format!("{}/v1", app.issuer)).plus("resource", &format!("{}/mcp", app.issuer)),
+            bad,
+            "invalid_target",
+        ),
+        // Reaching the grant_type check shows the repeat of an unrecognized parameter was ignored.
+        BadRequest::form(
+            "an unrecognized parameter repeated is ignored",
+            basic(),
+            &valid.clone().plus("foo", "1").plus("foo", "2").with("grant_type", "password"),
+            bad,
+            "unsupported_grant_type",
+        ),
         BadRequest::form("grant_type password", basic(), &valid.clone().with("grant_type", "password"), bad, "unsupported_grant_type"),
         BadRequest::form(
             "grant_type client_credentials",
@@ -388,5 +403,18 @@ async fn introspection_errors_and_responses() {
     let inactive = form_post(&app, "/oauth/introspect", basic().as_deref(), &introspect).await;
     assert_eq!(inactive.body, json!({ "active": false }), "revoked token");
 
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn oversized_body_gets_a_json_error() {
+    let app = spawn_app().await;
+    let body = format!("grant_type=authorization_code&code={}", "a".repeat(300 * 1024));
+    let response = app.http.post(app.url("/oauth/token")).header("content-type", "application/x-www-form-urlencoded").body(body).send().await.unwrap();
+    let reply = JsonReply::read(response).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", reply.text);
+    assert!(reply.header("content-type").starts_with("application/json"), "{}", reply.header("content-type"));
+    assert_eq!(reply.body["error"], "invalid_request", "{}", reply.text);
+    assert!(!reply.body["error_description"].as_str().unwrap_or_default().is_empty(), "{}", reply.text);
     app.stop().await;
 }

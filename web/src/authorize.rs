@@ -94,7 +94,7 @@ async fn check_request(state: &AppState, request: &HttpRequest, params: &Params)
         state: echo_state.clone(),
     };
 
-    if let Some(name) = params.repeated() {
+    if let Some(name) = params.repeated(AUTHORIZATION_PARAMETERS) {
         return Err(redirect("invalid_request", &format!("parameter {name} is repeated")));
     }
     if state_param.is_some() && echo_state.is_none() {
@@ -118,10 +118,12 @@ async fn check_request(state: &AppState, request: &HttpRequest, params: &Params)
         return Err(redirect("invalid_request", "code_challenge must be 43 base64url characters, the S256 hash of the verifier"));
     }
 
-    let resource = match params.get("resource") {
-        None => state.derived.rest_resource.clone(),
-        Some(resource) if state.is_known_resource(resource) => resource.to_string(),
-        Some(_) => return Err(redirect("invalid_target", "resource is not a resource served by this server")),
+    let resource = match params.distinct("resource")[..] {
+        [] => state.derived.rest_resource.clone(),
+        [resource] if state.is_known_resource(resource) => resource.to_string(),
+        [_] => return Err(redirect("invalid_target", "resource is not a resource served by this server")),
+        // RFC 8707 section 2 allows several; this server binds a grant to one.
+        _ => return Err(redirect("invalid_target", "a grant here serves one resource: send a single resource parameter")),
     };
 
     let scopes = match params.get("scope") {
@@ -132,7 +134,7 @@ async fn check_request(state: &AppState, request: &HttpRequest, params: &Params)
         return Err(redirect("invalid_scope", "the request names no scope and the application has no default"));
     }
     if let Some(unknown) = scopes.iter().find(|scope| !state.catalog.is_issuable(scope)) {
-        return Err(redirect("invalid_scope", &format!("scope {unknown} is not issued by this server")));
+        return Err(redirect("invalid_scope", &format!("scope {} is not issued by this server", shortened(unknown))));
     }
     if let Some(refused) = scopes.iter().find(|scope| !client.scopes.contains(scope)) {
         return Err(redirect("invalid_scope", &format!("this application may not request scope {refused}")));
@@ -338,6 +340,22 @@ async fn issue_code(state: &AppState, authorize: &AuthorizeRequest, user: &UserR
     redirect_to_client(state, &authorize.redirect_uri, &pairs)
 }
 
+/// Returns at most the first 64 characters of a value quoted in an error, so a
+/// long unknown value does not swell the redirect that carries the error.
+fn shortened(value: &str) -> String {
+    const QUOTED_CHARS: usize = 64;
+    match value.char_indices().nth(QUOTED_CHARS) {
+        Some((end, _)) => format!("{}…", &value[..end]),
+        None => value.to_string(),
+    }
+}
+
+/// The parameters of an authorization request that RFC 6749, RFC 7636 and
+/// OAuth 2.1 define, each of which may appear once. `resource` may repeat
+/// (RFC 8707) and is checked on its own.
+const AUTHORIZATION_PARAMETERS: &[&str] =
+    &["response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge", "code_challenge_method"];
+
 async fn authorize_decision(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> HttpResponse {
     let params = Params::parse(&body);
     if !csrf_valid(&state, &request, params.get("csrf_token")) {
@@ -354,6 +372,9 @@ async fn authorize_decision(state: web::Data<AppState>, request: HttpRequest, bo
     };
     let Some(user) = user else { return sign_in_first(&params) };
 
+    if params.is_repeated("decision") {
+        return message_page(StatusCode::BAD_REQUEST, "Authorization request rejected", "Choose either Allow or Deny, not both.");
+    }
     match params.get("decision") {
         Some("allow") => {}
         Some("deny") => {

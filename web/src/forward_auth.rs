@@ -14,7 +14,8 @@ use crate::middleware::authenticate;
 use crate::state::{AppState, ForwardRoute};
 
 pub fn configure(config: &mut web::ServiceConfig) {
-    config.service(web::resource("/auth/check").get(check).head(check));
+    // HEAD reaches this as GET: the request middleware maps one to the other.
+    config.service(web::resource("/auth/check").get(check));
 }
 
 /// The original method and URI, from Traefik/Caddy-style headers or nginx's conventional ones.

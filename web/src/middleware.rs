@@ -7,7 +7,7 @@ use std::time::Instant;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage, HttpResponse, ResponseError};
 use ucca_actors::apikeys::{last_use_due, looks_like_key, ApiKeyRecord, TouchKey, VerifyKey};
@@ -30,13 +30,18 @@ pub struct RequestId(pub String);
 /// names only the request id. Other 5xx responses (503 while a feature is
 /// disabled, for example) are deliberate and explain themselves, so they pass unchanged.
 pub async fn request_context(
-    request: ServiceRequest,
+    mut request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let id = random_id(8);
     request.extensions_mut().insert(RequestId(id.clone()));
     let method = request.method().clone();
     let path = request.path().to_owned();
+    // RFC 9110 section 9.3.2: HEAD is GET without the body. Routes are declared
+    // for GET only, and the HTTP layer drops the body of a response to a HEAD.
+    if request.method() == Method::HEAD {
+        request.head_mut().method = Method::GET;
+    }
     let started = Instant::now();
 
     let span = tracing::info_span!("request", request_id = %id);
@@ -54,6 +59,9 @@ pub async fn request_context(
         response = response.into_response(replacement);
     } else if status.is_server_error() {
         response = name_request_id(response, &id).await;
+    } else if status.is_client_error() && is_plain_text(response.headers()) {
+        // actix-web's own rejections (an oversized or unreadable body, say) are plain text.
+        response = plain_text_as_json(response).await;
     } else if status == StatusCode::METHOD_NOT_ALLOWED && !response.headers().contains_key(header::CONTENT_TYPE) {
         // actix-web returns an empty 405 for a known path with an unrouted method.
         let allowed = response.headers().get(header::ALLOW).and_then(|value| value.to_str().ok()).unwrap_or("").to_string();
@@ -74,6 +82,25 @@ pub async fn request_context(
         "request served"
     );
     Ok(response)
+}
+
+fn is_plain_text(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).is_some_and(|value| value.starts_with("text/plain"))
+}
+
+/// Rewrites a plain-text 4xx into the JSON error body every other error has,
+/// with `invalid_request` and the text as its description.
+async fn plain_text_as_json(response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
+    let status = response.status();
+    let (request, answer) = response.into_parts();
+    let (head, body) = answer.into_parts();
+    let text = actix_web::body::to_bytes(body).await.map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string()).unwrap_or_default();
+    let description = if text.is_empty() { status.canonical_reason().unwrap_or("bad request").to_lowercase() } else { text };
+    let mut replacement = ApiError::new(status, "invalid_request", description).error_response();
+    for (name, value) in head.headers().iter().filter(|(name, _)| *name != header::CONTENT_TYPE && *name != header::CONTENT_LENGTH) {
+        replacement.headers_mut().insert(name.clone(), value.clone());
+    }
+    ServiceResponse::new(request, replacement)
 }
 
 /// The 405 for a path that exists but does not serve the request's method (RFC 9110 section 15.5.6).

@@ -11,10 +11,22 @@ impl Params {
         Params { pairs: url::form_urlencoded::parse(raw).into_owned().collect() }
     }
 
-    /// The first parameter name that appears more than once, ignoring empty values.
-    pub fn repeated(&self) -> Option<&str> {
-        let present: Vec<&str> = self.pairs.iter().filter(|(_, value)| !value.is_empty()).map(|(name, _)| name.as_str()).collect();
-        present.iter().enumerate().find(|(index, name)| present[..*index].contains(name)).map(|(_, name)| *name)
+    /// Returns the first of `defined` that appears more than once, ignoring empty
+    /// values. Only parameters a specification defines count, because RFC 6749
+    /// section 3.1 has the server ignore unrecognized parameters.
+    pub fn repeated<'a>(&self, defined: &[&'a str]) -> Option<&'a str> {
+        defined.iter().copied().find(|name| self.is_repeated(name))
+    }
+
+    /// Returns every non-empty value of `name`, in request order, without duplicates.
+    pub fn distinct(&self, name: &str) -> Vec<&str> {
+        let mut values: Vec<&str> = Vec::new();
+        for (key, value) in &self.pairs {
+            if key == name && !value.is_empty() && !values.contains(&value.as_str()) {
+                values.push(value);
+            }
+        }
+        values
     }
 
     /// Whether `name` appears more than once with a value.
@@ -48,12 +60,15 @@ mod tests {
 
     #[test]
     fn repeated_names_are_found_and_empty_values_ignored() {
-        let params = Params::parse(b"a=1&b=&b=2&a=3");
-        assert_eq!(params.repeated(), Some("a"));
+        let params = Params::parse(b"a=1&b=&b=2&a=3&z=1&z=2");
+        assert_eq!(params.repeated(&["b", "a"]), Some("a"));
+        assert_eq!(params.repeated(&["b"]), None, "an empty value does not count");
         assert!(params.is_repeated("a"));
         assert!(!params.is_repeated("b"));
         assert_eq!(params.get("b"), Some("2"));
-        assert_eq!(Params::parse(b"x=1&y=2").repeated(), None);
+        assert_eq!(Params::parse(b"x=1&y=2").repeated(&["x", "y"]), None);
+        assert_eq!(params.distinct("z"), ["1", "2"]);
+        assert_eq!(Params::parse(b"r=x&r=x&r=").distinct("r"), ["x"]);
     }
 
     #[test]

@@ -43,7 +43,7 @@ fn token_response(state: &AppState, access_token: &Secret, refresh_token: &Secre
         })
 }
 
-/// Reads a form body, rejecting other content types and repeated parameters (RFC 6749 section 3.2).
+/// Reads a form body, rejecting other content types and repeated defined parameters (RFC 6749 section 3.2).
 pub fn read_form(request: &HttpRequest, body: &[u8]) -> Result<Params, ApiError> {
     let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
     let media_type = content_type.split(';').next().unwrap_or("").trim();
@@ -51,11 +51,31 @@ pub fn read_form(request: &HttpRequest, body: &[u8]) -> Result<Params, ApiError>
         return Err(ApiError::bad_request("invalid_request", "the body must be application/x-www-form-urlencoded"));
     }
     let form = Params::parse(body);
-    if let Some(name) = form.repeated() {
+    if let Some(name) = form.repeated(FORM_PARAMETERS) {
         return Err(ApiError::bad_request("invalid_request", format!("parameter {name} is repeated")));
+    }
+    if form.distinct("resource").len() > 1 {
+        // RFC 8707 section 2 allows several; this server binds a grant to one.
+        return Err(ApiError::bad_request("invalid_target", "a grant here serves one resource: send a single resource parameter"));
     }
     Ok(form)
 }
+
+/// The parameters that RFC 6749, 7009, 7636 and 7662 define for the token,
+/// revocation and introspection endpoints, each of which may appear once.
+/// `resource` may repeat (RFC 8707) and is checked on its own.
+const FORM_PARAMETERS: &[&str] = &[
+    "grant_type",
+    "code",
+    "redirect_uri",
+    "code_verifier",
+    "refresh_token",
+    "scope",
+    "client_id",
+    "client_secret",
+    "token",
+    "token_type_hint",
+];
 
 async fn token(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     let form = read_form(&request, &body)?;
