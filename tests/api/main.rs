@@ -6,6 +6,7 @@ mod process;
 mod accounts;
 mod authorize_errors;
 mod billing;
+mod browser;
 mod crash;
 mod flow;
 mod forward_auth;
