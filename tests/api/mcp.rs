@@ -743,3 +743,31 @@ async fn python_sdk_signs_in_and_refreshes() {
     assert!(stdout.contains("ok the token was refreshed"), "{stdout}");
     drop(server);
 }
+
+#[actix_web::test]
+async fn unused_self_registered_client_is_removed_after_90_days() {
+    let app = spawn_app_with(|settings| settings.sweep_interval = std::time::Duration::from_millis(50)).await;
+    let registered = register(&app, json!({ "client_name": "Idle agent", "redirect_uris": [CLIENT_REDIRECT] })).await;
+    assert_eq!(registered.status, StatusCode::CREATED, "{}", registered.text);
+    let client_id = registered.body["client_id"].as_str().unwrap().to_string();
+    let listed = |app: &TestApp| {
+        let request = app.http.get(format!("{}/ops/clients", app.ops)).bearer_auth(OPS_KEY);
+        async move {
+            let body: Value = request.send().await.unwrap().json().await.unwrap();
+            body["clients"].as_array().cloned().unwrap_or_default().iter().filter_map(|client| client["client_id"].as_str().map(str::to_string)).collect::<Vec<_>>()
+        }
+    };
+
+    // A day short of 90 days, sweeps keep the client.
+    app.clock.advance(89 * 86_400);
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(listed(&app).await.contains(&client_id), "the client was removed before 90 days without use");
+
+    app.clock.advance(86_400);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline && listed(&app).await.contains(&client_id) {
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!listed(&app).await.contains(&client_id), "a sweep removes the client after 90 days without use");
+    app.stop().await;
+}
