@@ -93,6 +93,26 @@ async fn click_button(browser: &Client, label: &str) {
     button.click().await.unwrap_or_else(|error| panic!("clicking {label:?} failed: {error}"));
 }
 
+/// Waits until the page's `h1` reads `expected`. Right after a click the old
+/// page may still be showing, and its heading goes stale once the new one loads,
+/// so a failed read is retried until the timeout.
+async fn wait_for_heading(browser: &Client, expected: &str) {
+    let deadline = Instant::now() + PAGE_TIMEOUT;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        if let Ok(heading) = browser.find(Locator::Css("h1")).await {
+            if let Ok(text) = heading.text().await {
+                if text == expected {
+                    return;
+                }
+                last = text;
+            }
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the page heading stayed {last:?} instead of {expected:?}");
+}
+
 /// Waits until the browser's address starts with `prefix` and returns it.
 async fn wait_for_url(browser: &Client, prefix: &str) -> url::Url {
     let deadline = Instant::now() + PAGE_TIMEOUT;
@@ -122,8 +142,7 @@ async fn chromium_signs_in_and_authorizes_a_client() {
     let email = browser.wait().at_most(PAGE_TIMEOUT).for_element(Locator::Css("input[name=email]")).await.unwrap();
     email.send_keys("chromium@example.com").await.unwrap();
     click_button(&browser, "Email me a sign-in link").await;
-    let sent = browser.wait().at_most(PAGE_TIMEOUT).for_element(Locator::Css("h1")).await.unwrap();
-    assert_eq!(sent.text().await.unwrap(), "Check your email");
+    wait_for_heading(&browser, "Check your email").await;
 
     // The mailed link opens a confirmation page; only its button signs in.
     let links = app.mailed_links("chromium@example.com");
