@@ -862,7 +862,7 @@ impl Accounts {
             .sessions
             .entries()
             .filter_map(|entry| match entry {
-                Ok((key, session)) if session.user_id == user_id && !keep.is_some_and(|keep| keep.as_bytes() == key.as_slice()) => {
+                Ok((key, session)) if session.user_id == user_id && keep.is_none_or(|keep| keep.as_bytes() != key.as_slice()) => {
                     Some(Ok(key))
                 }
                 Ok(_) => None,

@@ -13,7 +13,7 @@ use crate::store::{Change, Store, StoreError, Table};
 
 /// Prefix shared by every key.
 pub const KEY_PREFIX: &str = "ucca_";
-/// How stale `last_used_at` may get before a verification refreshes it, in seconds.
+/// The age of `last_used_at` at which a verification refreshes it, in seconds.
 const LAST_USED_GRANULARITY: u64 = 60;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,7 +44,7 @@ impl Record for KeyIndex {
     const VERSION: u16 = 1;
 }
 
-/// Whether a presented credential has the shape of an API key, so callers can tell keys from tokens without a lookup.
+/// Checks whether a presented credential has the shape of an API key, so callers can tell keys from tokens without a lookup.
 pub fn looks_like_key(presented: &str) -> bool {
     let Some(rest) = presented.strip_prefix(KEY_PREFIX) else { return false };
     let Some((tier, secret)) = rest.rsplit_once('_') else { return false };
@@ -313,7 +313,7 @@ impl Handler<RotateKey> for ApiKeys {
     fn handle(&mut self, message: RotateKey, _: &mut Self::Context) -> Self::Result {
         let Some(index) = self.ids.get(message.id.as_bytes())? else { return Ok(Rotation::NotFound) };
         let Some(old) = self.keys.get(index.digest.as_bytes())? else { return Ok(Rotation::NotFound) };
-        // Deactivating first decides a race between two rotations: only one sees the key active.
+        // Deactivating first decides a race between two rotations: only one finds the key active.
         if !self.set_inactive(index.digest.as_bytes())? {
             return Ok(Rotation::Inactive);
         }

@@ -197,7 +197,7 @@ pub struct ConsumeForToken {
     pub now: UnixTime,
 }
 
-/// What [`ConsumeForToken`] found and did.
+/// The outcome of [`ConsumeForToken`]: the token's status and the counter's decision.
 #[derive(Debug, Clone)]
 pub struct TokenCall {
     /// The token's status, as [`crate::tokens::ValidateToken`] returns it.
@@ -249,7 +249,7 @@ pub struct ConsumeForKey {
     pub now: UnixTime,
 }
 
-/// What [`ConsumeForKey`] found and did.
+/// The outcome of [`ConsumeForKey`]: the key's record and the counter's decision.
 #[derive(Debug, Clone)]
 pub struct KeyCall {
     /// The key's record; `None` when the key is unknown or deactivated.
@@ -379,7 +379,7 @@ mod tests {
     }
 
     #[test]
-    fn consume_for_token_counts_only_calls_the_token_may_make() {
+    fn consume_for_token_counts_allowed_calls() {
         actix::System::new().block_on(async {
             let store = Store::temporary().unwrap();
             let (for_tokens, for_quotas) = (store.clone(), store.clone());
@@ -418,7 +418,7 @@ mod tests {
     }
 
     #[test]
-    fn consume_for_key_counts_only_calls_the_key_may_make() {
+    fn consume_for_key_counts_allowed_calls() {
         actix::System::new().block_on(async {
             let store = Store::temporary().unwrap();
             let (for_keys, for_quotas) = (store.clone(), store.clone());

@@ -112,7 +112,7 @@ pub enum Issue {
     GrantRevoked,
 }
 
-/// What a new pair of tokens carries.
+/// The claims a new pair of tokens carries.
 struct TokenClaims {
     grant_id: String,
     client_id: String,
@@ -450,7 +450,7 @@ pub struct RevokeToken {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Revocation {
     Revoked,
-    /// Unknown, expired or already revoked: nothing to do, and RFC 7009 answers success.
+    /// Unknown, expired or already revoked: nothing to do, and RFC 7009 returns success.
     NothingToRevoke,
     /// The token belongs to another client; it stays as it was.
     NotOwner,

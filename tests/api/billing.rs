@@ -217,17 +217,7 @@ async fn ending_the_corpus_subscription_revokes_its_grants() {
     deliver(&app, &subscription("evt_2", "customer.subscription.created", START + 1, "sub_corpus", "active", CORPUS_PRICE)).await;
 
     // The subscriber authorizes a client for the operational scope the subscription grants.
-    let registered: Value = app
-        .register_client(json!({ "client_name": "Ops tool", "redirect_uris": ["http://127.0.0.1:7300/cb"], "scope": "rtopacks:operational" }))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let client = TestClient {
-        id: registered["client_id"].as_str().unwrap().to_string(),
-        secret: registered["client_secret"].as_str().map(str::to_string),
-        redirect_uri: "http://127.0.0.1:7300/cb".into(),
-    };
+    let client = app.scoped_client("rtopacks:operational").await;
     let browser = app.signed_in_browser(EMAIL).await;
     let pkce = Pkce::new();
     let redirect = app.authorize(&browser, &client, &pkce, &[("scope", "rtopacks:operational")]).await;
@@ -400,7 +390,7 @@ async fn webhook_and_rates_have_no_manual_door() {
     app.stop().await;
 }
 
-/// The `<code id="...">` text of a page.
+/// Returns the `<code id="...">` text of a page.
 fn code_text(body: &str, id: &str) -> String {
     let marker = format!("<code id=\"{id}\">");
     let start = body.find(&marker).unwrap_or_else(|| panic!("page has no {id}: {body}")) + marker.len();

@@ -46,17 +46,7 @@ async fn developer_token(app: &TestApp, email: &str) -> String {
         .await
         .unwrap();
     assert_eq!(entitled.status(), StatusCode::OK);
-    let registered: Value = app
-        .register_client(json!({ "client_name": "Dev tool", "redirect_uris": ["http://127.0.0.1:7100/cb"], "scope": "rtopacks:developer" }))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let client = TestClient {
-        id: registered["client_id"].as_str().unwrap().to_string(),
-        secret: registered["client_secret"].as_str().map(str::to_string),
-        redirect_uri: "http://127.0.0.1:7100/cb".into(),
-    };
+    let client = app.scoped_client("rtopacks:developer").await;
     let browser = app.signed_in_browser(email).await;
     let pkce = Pkce::new();
     let redirect = app.authorize(&browser, &client, &pkce, &[("scope", "rtopacks:developer")]).await;
@@ -147,7 +137,7 @@ async fn responses_carry_ratelimit_fields() {
     assert!(state.contains("\"monthly\";r=4;t=2678400"), "{state}");
     assert!(state.contains("\"burst\";r=1;t=1"), "{state}");
 
-    // The pinned clock stands still, so every call falls in the same second.
+    // The pinned clock does not move, so every call falls in the same second.
     assert_eq!(app.get_with_token("/v1/search?q=it", &key).await.status(), StatusCode::OK);
     let burst = app.get_with_token("/v1/search?q=it", &key).await;
     assert_eq!(burst.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -262,7 +252,8 @@ async fn usage_aggregates_match_the_calls_made() {
     let refused: Value = refused.json().await.unwrap();
     let explanation = refused["error_description"].as_str().unwrap_or_default();
     assert!(explanation.contains("developer plan does not include"), "the answer names the key's plan: {explanation}");
-    assert!(explanation.contains("professional") && explanation.contains("enterprise"), "the answer names the plans that would do: {explanation}");
+    assert!(explanation.contains("professional"), "the message names the plans that include pathway: {explanation}");
+    assert!(explanation.contains("enterprise"), "the message names the plans that include pathway: {explanation}");
 
     let by_tool: Value = app.http.get(format!("{}/ops/usage?group_by=tool", app.ops)).bearer_auth(OPS_KEY).send().await.unwrap().json().await.unwrap();
     let group = |name: &str| by_tool["groups"].as_array().unwrap().iter().find(|group| group["key"] == name).cloned().unwrap_or(Value::Null);

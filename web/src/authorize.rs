@@ -45,7 +45,7 @@ enum Rejection {
     Page(StatusCode, String),
     /// Anything else: tell the client at its redirect URI.
     Redirect { redirect_uri: String, error: &'static str, description: String, state: Option<String> },
-    /// A finished answer, such as a client metadata document that could not be used.
+    /// A finished response, such as a page for a client metadata document that could not be used.
     Response(HttpResponse),
     Internal,
 }

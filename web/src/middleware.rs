@@ -236,10 +236,10 @@ fn check_grant(state: &AppState, principal: Principal, resource: &str, capabilit
 }
 
 /// Runs `authenticate` and then `consume_quota`, with the same responses, in
-/// one actor round trip for a well-formed credential: an access token goes to
-/// the Quotas pool as `ConsumeForToken`, an API key as `ConsumeForKey`, and
-/// each is checked and its call counted there. Malformed and missing
-/// credentials take the separate path, which rejects them without a count.
+/// one actor round trip for a well-formed credential. An access token goes to
+/// the Quotas pool as `ConsumeForToken` and an API key as `ConsumeForKey`, and
+/// the pool checks it and counts the call. Malformed and missing credentials
+/// take the separate path, which rejects them without a count.
 async fn authenticate_and_consume(
     state: &AppState,
     headers: &HeaderMap,
@@ -394,7 +394,7 @@ impl RateLimits {
     }
 }
 
-/// Why a call was not admitted.
+/// The reason a call was not admitted.
 pub enum RateLimited {
     Monthly { limits: RateLimits, retry_after: u64 },
     Burst { limits: RateLimits },
@@ -433,7 +433,7 @@ impl RateLimited {
     }
 }
 
-/// The credential a request presents: `Authorization: Bearer`, or `X-RTOpacks-Key` for older integrations.
+/// Returns the credential a request presents: `Authorization: Bearer`, or `X-RTOpacks-Key` for older integrations.
 fn presented_credential(headers: &HeaderMap) -> Option<Secret> {
     bearer_token(headers.get(header::AUTHORIZATION)).or_else(|| {
         let value = headers.get("x-rtopacks-key")?.to_str().ok()?.trim();
@@ -475,7 +475,7 @@ pub async fn identify(state: &AppState, headers: &HeaderMap, resource: &str) -> 
     Ok(Some(principal))
 }
 
-/// Checks that `principal` grants `capability`, answering 403 `insufficient_scope` with the needed scope otherwise.
+/// Checks that `principal` grants `capability`, and returns 403 `insufficient_scope` with the needed scope otherwise.
 pub fn require_grant(state: &AppState, principal: &Principal, resource: &str, capability: Capability) -> Result<(), ApiError> {
     if state.catalog.grants(&principal.scopes, capability) {
         return Ok(());
@@ -502,9 +502,9 @@ pub fn require_grant(state: &AppState, principal: &Principal, resource: &str, ca
     Err(challenge.insufficient_scope(needed, &description))
 }
 
-/// The 401 for a call that carried no credential but needs `capability`: the
-/// challenge names the scope to request, so that a client can start authorization
-/// for exactly that (RFC 6750 section 3).
+/// Builds the 401 for a call that carried no credential but needs `capability`.
+/// The challenge names the scope to request, so that a client can start
+/// authorization for exactly that (RFC 6750 section 3).
 pub fn credential_required(state: &AppState, resource: &str, capability: Capability) -> ApiError {
     let challenge = BearerChallenge { metadata_url: state.resource_metadata_url(resource) };
     challenge.missing_for(state.catalog.scope_for(capability).unwrap_or(""), capability)

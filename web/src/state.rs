@@ -22,9 +22,9 @@ pub struct WebConfig {
     pub forward_auth_routes: Vec<ForwardRoute>,
     /// Proxies whose `X-Forwarded-For` is believed when finding a caller's address.
     pub trusted_proxies: Vec<std::net::IpAddr>,
-    /// Bearer key for the ops listener; `None` makes ops endpoints answer 503.
+    /// Bearer key for the ops listener; `None` makes ops endpoints return 503.
     pub ops_api_key: Option<Secret>,
-    /// Secret that signs payment-provider webhooks; `None` makes the webhook answer 503.
+    /// Secret that signs payment-provider webhooks; `None` makes the webhook return 503.
     pub stripe_webhook_secret: Option<Secret>,
     /// HTTP worker threads per listener.
     pub http_workers: usize,
@@ -136,7 +136,7 @@ pub fn client_ip(peer: Option<std::net::IpAddr>, forwarded_for: Option<&str>, tr
         match entry.trim().parse::<std::net::IpAddr>() {
             Ok(address) if trusted.contains(&address) => last_trusted = address,
             Ok(address) => return Some(address),
-            // A malformed entry ends what can be believed; the last trusted hop is the best answer.
+            // A malformed entry ends what can be believed; the last trusted hop is the best estimate.
             Err(_) => return Some(last_trusted),
         }
     }
